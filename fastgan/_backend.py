@@ -1,0 +1,103 @@
+"""Which implementation an op runs: Triton kernels or the pure-PyTorch reference.
+
+The choice is made per call, inside each custom op, from the tensors it receives, so a
+model traced by torch.compile still follows `set_backend` at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from typing import Iterator
+
+import torch
+
+BACKENDS = ("auto", "triton", "reference")
+_ENV_VAR = "FASTGAN_BACKEND"
+
+
+def _validate(name: object) -> str:
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return name
+
+
+def _initial() -> str:
+    value = os.environ.get(_ENV_VAR, "auto")
+    try:
+        return _validate(value)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {_ENV_VAR} must be one of {BACKENDS}, got {value!r}"
+        ) from None
+
+
+_current = _initial()
+
+
+def get_backend() -> str:
+    """The backend in force: 'auto', 'triton' or 'reference'."""
+    return _current
+
+
+def set_backend(name: str) -> None:
+    """Choose the backend for every fastgan op from now on.
+
+    'auto': Triton kernels for CUDA tensors, the reference for everything else.
+    'triton': Triton kernels always (CPU tensors need TRITON_INTERPRET=1).
+    'reference': pure PyTorch always.
+    """
+    global _current
+    _current = _validate(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager form of `set_backend`; restores the previous backend on exit."""
+    global _current
+    previous = _current
+    _current = _validate(name)
+    try:
+        yield
+    finally:
+        _current = previous
+
+
+def interpreter_enabled() -> bool:
+    """True when Triton runs kernels through its CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def resolve(*tensors: torch.Tensor | None) -> str:
+    """'triton' or 'reference' for an op whose inputs are `tensors`."""
+    on_cuda = any(t is not None and t.is_cuda for t in tensors)
+    if _current == "reference":
+        return "reference"
+    if _current == "auto":
+        return "triton" if on_cuda and triton_available() else "reference"
+    if not triton_available():
+        raise RuntimeError("backend 'triton' was chosen but the triton package is not installed")
+    if not on_cuda and not interpreter_enabled():
+        raise RuntimeError(
+            "backend 'triton' on CPU tensors needs Triton's interpreter: set "
+            "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
+            "'reference'"
+        )
+    return "triton"
+
+
+def implementation(family: str, *tensors: torch.Tensor | None):
+    """The module implementing op family `family` for these tensors.
+
+    Both fastgan.reference.<family> and fastgan.kernels.<family> expose the same
+    functions with the same signatures; the kernels module is imported only when used,
+    so that importing fastgan never compiles or imports Triton code.
+    """
+    if resolve(*tensors) == "triton":
+        return importlib.import_module(f"fastgan.kernels.{family}")
+    return importlib.import_module(f"fastgan.reference.{family}")
