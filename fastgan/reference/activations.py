@@ -1,0 +1,137 @@
+"""The activation table: y = clamp(act(z) * gain, -clamp, clamp) and its derivatives.
+
+Every fused op ends with this epilogue. The backward computes the activation's
+derivative from the saved *output* y (relu, lrelu, tanh, sigmoid, linear), so the
+pre-activation never has to be stored; silu is not invertible and saves z instead.
+All functions here are plain differentiable PyTorch, so they serve as the oracle, as
+the CPU path and as the second-order formulas of the fused ops.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
+DEFAULT_ALPHA = 0.2
+
+
+def needs_preactivation(act: str) -> bool:
+    """True if the derivative of `act` cannot be computed from its output."""
+    return act == "silu"
+
+
+def needs_saved(act: str, clamp: float | None) -> bool:
+    """False if the derivative is the constant `gain` (no tensor has to be kept)."""
+    return act != "linear" or clamp is not None
+
+
+def activation(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    if act == "linear":
+        return z
+    if act == "relu":
+        return F.relu(z)
+    if act == "lrelu":
+        return F.leaky_relu(z, alpha)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    if act == "silu":
+        return F.silu(z)
+    raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+
+
+def bias_act(
+    z: torch.Tensor, act: str, alpha: float, gain: float, clamp: float | None
+) -> torch.Tensor:
+    """clamp(act(z) * gain); z already holds the bias."""
+    y = activation(z, act, alpha)
+    if gain != 1.0:
+        y = y * gain
+    if clamp is not None:
+        y = y.clamp(-clamp, clamp)
+    return y
+
+
+def _output_of(s: torch.Tensor, act: str, alpha: float, gain: float, clamp) -> torch.Tensor:
+    """The (clamped) output y, given the saved tensor s (y itself, or z for silu)."""
+    if needs_preactivation(act):
+        return bias_act(s, act, alpha, gain, clamp)
+    return s
+
+
+def derivative(s: torch.Tensor, act: str, alpha: float, gain: float, clamp) -> torch.Tensor:
+    """d y / d z as a tensor, from the saved tensor s (y, or z for silu).
+
+    gain must be positive and alpha non-negative (the public API checks this), which
+    makes the sign of y the sign of z.
+    """
+    if act == "silu":
+        sig = torch.sigmoid(s)
+        d = sig * (1 + s * (1 - sig))
+    elif act == "linear":
+        d = torch.ones_like(s)
+    else:
+        a = s / gain
+        if act == "relu":
+            d = (s > 0).to(s.dtype)
+        elif act == "lrelu":
+            # Scalars as tensors of s's dtype: a Python-scalar where() rounds alpha to float32.
+            d = torch.where(s > 0, s.new_ones(()), s.new_full((), alpha))
+        elif act == "tanh":
+            d = 1 - a * a
+        elif act == "sigmoid":
+            d = a * (1 - a)
+        else:
+            raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    d = d * gain
+    if clamp is not None:
+        y = _output_of(s, act, alpha, gain, clamp)
+        d = torch.where(y.abs() < clamp, d, 0.0).to(d.dtype)
+    return d
+
+
+def act_grad(
+    grad: torch.Tensor, s: torch.Tensor, act: str, alpha: float, gain: float, clamp
+) -> torch.Tensor:
+    """Gradient with respect to the pre-activation z, given dL/dy and the saved s.
+
+    s may be an empty tensor when `needs_saved(act, clamp)` is False.
+    """
+    if not needs_saved(act, clamp):
+        return grad * gain if gain != 1.0 else grad
+    return grad * derivative(s, act, alpha, gain, clamp).to(grad.dtype)
+
+
+def act_grad_saved_vjp(
+    grad: torch.Tensor,
+    s: torch.Tensor,
+    grad_of_gz: torch.Tensor,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp,
+) -> torch.Tensor | None:
+    """Vector-Jacobian product of act_grad(grad, s) with respect to s.
+
+    gz = grad * d(s), so d<v, gz>/ds = v * grad * d'(s). It vanishes for the piecewise
+    linear activations (None is returned); the clamp mask is piecewise constant.
+    """
+    if act in ("linear", "relu", "lrelu"):
+        return None
+    if act == "silu":
+        sig = torch.sigmoid(s)
+        dd = sig * (1 - sig) * (2 + s * (1 - 2 * sig))
+    else:
+        a = s / gain
+        if act == "tanh":  # d = gain * (1 - a^2), a = s / gain
+            dd = -2 * a
+        else:  # sigmoid: d = gain * (a - a^2)
+            dd = 1 - 2 * a
+    if act == "silu":
+        dd = dd * gain
+    if clamp is not None:
+        y = _output_of(s, act, alpha, gain, clamp)
+        dd = torch.where(y.abs() < clamp, dd, 0.0).to(dd.dtype)
+    return grad_of_gz * grad * dd
