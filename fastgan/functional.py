@@ -1,0 +1,216 @@
+"""fastgan's public functions: argument checking, then dispatch to fastgan.ops.
+
+Each fused op equals the plain PyTorch composition it replaces:
+    conv2d_bias_act(x, w, b, act=a, gain=g, clamp=c)
+        == clamp(a(F.conv2d(x, w, b, stride, padding)) * g, -c, c)
+and likewise for conv_transpose2d_bias_act, linear_bias_act, batch_norm_act. Activations:
+linear, relu, lrelu (alpha default 0.2), tanh, sigmoid, silu. Inputs are float16,
+bfloat16, float32 or float64 (16-bit computed in float32); conv outputs are
+channels_last.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _validate as V
+from . import ops as _ops  # noqa: F401  (registers the custom ops)
+from .reference.conv import output_size
+from .reference.loss import KINDS, REDUCTIONS
+
+__all__ = [
+    "conv2d_bias_act",
+    "conv_transpose2d_bias_act",
+    "linear_bias_act",
+    "batch_norm_act",
+    "discriminator_loss",
+    "generator_loss",
+]
+
+
+def _conv_args(x, weight, bias, stride, padding, dilation, groups, act, alpha, gain, clamp):
+    V.tensor("x", x, ndim=4)
+    V.tensor("weight", weight, ndim=4)
+    V.tensor("bias", bias, ndim=1, optional=True)
+    V.unsupported("groups", groups)
+    V.unsupported("dilation", dilation)
+    V.same_device(x=x, weight=weight, bias=bias)
+    V.same_dtype(x=x, weight=weight, bias=bias)
+    if x.shape[0] == 0:
+        raise ValueError("x has batch size 0")
+    stride = V.pair("stride", stride, minimum=1)
+    padding = V.pair("padding", padding, minimum=0)
+    return stride, padding, V.activation(act, alpha, gain, clamp)
+
+
+def _check_output(out_hw, x, kernel_hw, what):
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise ValueError(
+            f"x of spatial size {tuple(x.shape[2:])} is too small for a {tuple(kernel_hw)} "
+            f"{what}: the output would be {tuple(out_hw)}"
+        )
+
+
+def conv2d_bias_act(
+    x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, act="linear", alpha=None, gain=None, clamp=None
+):
+    """clamp(act(F.conv2d(x, weight, bias, stride, padding)) * gain, -clamp, clamp).
+
+    x [N, C_in, H, W], weight [C_out, C_in, kh, kw], bias [C_out] or None.
+    """
+    stride, padding, activation = _conv_args(x, weight, bias, stride, padding, dilation, groups, act, alpha, gain, clamp)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight expects {weight.shape[1]} input channels (shape {tuple(weight.shape)}) "
+            f"but x has {x.shape[1]}"
+        )
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        raise ValueError(f"bias must have {weight.shape[0]} elements (C_out), got {bias.shape[0]}")
+    out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, [0, 0], transposed=False)
+    _check_output(out_hw, x, weight.shape[2:], "convolution")
+    x, weight, bias = V.autocast(x, weight, bias)
+    y, _ = torch.ops.fastgan.conv_bias_act(x, weight, bias, stride, padding, [0, 0], False, *activation)
+    return y
+
+
+def conv_transpose2d_bias_act(
+    x,
+    weight,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    dilation=1,
+    groups=1,
+    act="linear",
+    alpha=None,
+    gain=None,
+    clamp=None,
+):
+    """clamp(act(F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)) * gain).
+
+    x [N, C_in, H, W], weight [C_in, C_out, kh, kw], bias [C_out] or None.
+    """
+    stride, padding, activation = _conv_args(x, weight, bias, stride, padding, dilation, groups, act, alpha, gain, clamp)
+    output_padding = V.pair("output_padding", output_padding, minimum=0)
+    if any(op >= s for op, s in zip(output_padding, stride)):
+        raise ValueError(f"output_padding must be smaller than stride {tuple(stride)}, got {tuple(output_padding)}")
+    if weight.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"weight expects {weight.shape[0]} input channels (shape {tuple(weight.shape)}, "
+            f"[C_in, C_out, kh, kw]) but x has {x.shape[1]}"
+        )
+    if bias is not None and bias.shape[0] != weight.shape[1]:
+        raise ValueError(f"bias must have {weight.shape[1]} elements (C_out), got {bias.shape[0]}")
+    out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed=True)
+    _check_output(out_hw, x, weight.shape[2:], "transposed convolution")
+    x, weight, bias = V.autocast(x, weight, bias)
+    y, _ = torch.ops.fastgan.conv_bias_act(x, weight, bias, stride, padding, output_padding, True, *activation)
+    return y
+
+
+def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None, clamp=None):
+    """clamp(act(F.linear(x, weight, bias)) * gain); x [..., in], weight [out, in]."""
+    V.tensor("x", x)
+    V.tensor("weight", weight, ndim=2)
+    V.tensor("bias", bias, ndim=1, optional=True)
+    V.same_device(x=x, weight=weight, bias=bias)
+    V.same_dtype(x=x, weight=weight, bias=bias)
+    if x.dim() == 0:
+        raise ValueError("x must have at least 1 dimension, got a 0-D tensor")
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"weight expects {weight.shape[1]} input features (shape {tuple(weight.shape)}) "
+            f"but x has {x.shape[-1]}"
+        )
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        raise ValueError(f"bias must have {weight.shape[0]} elements (out_features), got {bias.shape[0]}")
+    if x.numel() == 0:
+        raise ValueError(f"x is empty (shape {tuple(x.shape)})")
+    activation = V.activation(act, alpha, gain, clamp)
+    x, weight, bias = V.autocast(x, weight, bias)
+    lead = x.shape[:-1]
+    y, _ = torch.ops.fastgan.linear_bias_act(x.reshape(-1, x.shape[-1]), weight, bias, *activation)
+    return y.reshape(*lead, weight.shape[0])
+
+
+def batch_norm_act(
+    x, running_mean, running_var, weight=None, bias=None, *, training, momentum=0.1, eps=1e-5, act="linear", alpha=None
+):
+    """act(F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)).
+
+    x [N, C, H, W] (or [N, C]); in training the running statistics (if given) are
+    updated in place exactly as F.batch_norm does.
+    """
+    V.tensor("x", x, ndim=(2, 4))
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        V.tensor(name, t, ndim=1, optional=True)
+        if t is not None and t.shape[0] != x.shape[1]:
+            raise ValueError(f"{name} must have {x.shape[1]} elements (the channels of x), got {t.shape[0]}")
+    V.same_device(x=x, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together (or both None)")
+    if not isinstance(training, bool):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are required when training=False")
+    momentum = V.finite_number("momentum", momentum)
+    eps = V.finite_number("eps", eps)
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    act, alpha, _, _ = V.activation(act, alpha, None, None)
+    count = x.numel() // x.shape[1] if x.shape[1] else 0
+    if training and count <= 1:
+        raise ValueError(
+            f"x has {count} value per channel (shape {tuple(x.shape)}): batch norm needs more than 1 when training"
+        )
+    flat = x.dim() == 2
+    x4 = x[:, :, None, None] if flat else x
+    y, _, mean, var = torch.ops.fastgan.batch_norm_act(
+        x4, weight, bias, running_mean, running_var, training, eps, act, alpha
+    )
+    if training and running_mean is not None:
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    return y[:, :, 0, 0] if flat else y
+
+
+def _logits(name, t):
+    V.tensor(name, t)
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    return t
+
+
+def _loss_args(kind, reduction):
+    V.choice("kind", kind, KINDS)
+    V.choice("reduction", reduction, REDUCTIONS)
+
+
+def discriminator_loss(real_logits, fake_logits, kind="nonsaturating", *, real_label=1.0, reduction="mean"):
+    """Discriminator loss: mean(real terms) + mean(fake terms) (see fastgan.reference.loss).
+
+    reduction 'none' returns the pair (real terms, fake terms), each shaped like its
+    logits. Losses are float32 for 16-bit logits.
+    """
+    _logits("real_logits", real_logits)
+    _logits("fake_logits", fake_logits)
+    V.same_device(real_logits=real_logits, fake_logits=fake_logits)
+    V.same_dtype(real_logits=real_logits, fake_logits=fake_logits)
+    _loss_args(kind, reduction)
+    real_label = V.finite_number("real_label", real_label)
+    if kind in ("hinge", "wasserstein") and real_label != 1.0:
+        raise ValueError(f"real_label must be 1.0 for kind={kind!r} (label smoothing needs a target), got {real_label}")
+    out_real, out_fake, _, _ = torch.ops.fastgan.discriminator_loss(real_logits, fake_logits, kind, real_label, reduction)
+    return (out_real, out_fake) if reduction == "none" else out_real + out_fake
+
+
+def generator_loss(fake_logits, kind="nonsaturating", *, reduction="mean"):
+    """Generator loss: mean of the G terms (see fastgan.reference.loss)."""
+    _logits("fake_logits", fake_logits)
+    _loss_args(kind, reduction)
+    out, _ = torch.ops.fastgan.generator_loss(fake_logits, kind, reduction)
+    return out
