@@ -1,0 +1,122 @@
+"""fuse(model): swap the (Conv2d | ConvTranspose2d | Linear) [-> BatchNorm2d] -> activation
+runs inside nn.Sequential containers for fastgan's fused modules.
+
+The model is copied, never changed. A run of k modules is replaced in place by the
+fused module(s) followed by nn.Identity padding, so every state_dict key of the
+original model stays valid: the fused copy loads the original's checkpoints and back.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from .modules import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
+
+
+def _activation_of(module: nn.Module):
+    """(act, alpha) for a recognised activation module, else None."""
+    kind = type(module)
+    if kind is nn.ReLU:
+        return "relu", None
+    if kind is nn.LeakyReLU:
+        # The fused backward reads the derivative off the output's sign (needs slope >= 0).
+        return ("lrelu", float(module.negative_slope)) if module.negative_slope >= 0 else None
+    if kind is nn.Tanh:
+        return "tanh", None
+    if kind is nn.Sigmoid:
+        return "sigmoid", None
+    if kind is nn.SiLU:
+        return "silu", None
+    return None
+
+
+def _plain_conv(m: nn.Module) -> bool:
+    """A convolution the fused modules can stand in for (exact type: fused ones are skipped)."""
+    if type(m) not in (nn.Conv2d, nn.ConvTranspose2d):
+        return False
+    return (
+        m.groups == 1
+        and all(d == 1 for d in m.dilation)
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+    )
+
+
+def _fusable_head(m: nn.Module) -> bool:
+    return type(m) is nn.Linear or _plain_conv(m)
+
+
+def _fused_head(m: nn.Module, act: str, alpha):
+    like = dict(device=m.weight.device, dtype=m.weight.dtype)
+    if type(m) is nn.Linear:
+        new = LinearAct(m.in_features, m.out_features, m.bias is not None, act=act, alpha=alpha, **like)
+    elif type(m) is nn.Conv2d:
+        new = Conv2dAct(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None,
+            act=act, alpha=alpha, **like,
+        )
+    else:
+        new = ConvTranspose2dAct(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
+            m.bias is not None, act=act, alpha=alpha, **like,
+        )
+    return _adopt(new, m)
+
+
+def _fused_norm(m: nn.BatchNorm2d, act: str, alpha):
+    new = BatchNormAct2d(
+        m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, act=act, alpha=alpha,
+        device=m.weight.device if m.weight is not None else None,
+        dtype=m.weight.dtype if m.weight is not None else None,
+    )
+    return _adopt(new, m)
+
+
+def _adopt(new: nn.Module, old: nn.Module) -> nn.Module:
+    """Give `new` the parameters and buffers of `old` (shared: fuse works on a copy)."""
+    # Copy the slots themselves, None included (an affine norm without bias, say).
+    new._parameters.update(old._parameters)
+    new._buffers.update(old._buffers)
+    new.train(old.training)
+    return new
+
+
+def _fuse_sequential(seq: nn.Sequential) -> None:
+    mods = list(seq._modules.items())
+    i = 0
+    while i < len(mods):
+        name, head = mods[i]
+        if not _fusable_head(head):
+            i += 1
+            continue
+        has_norm = (
+            type(head) is not nn.Linear
+            and i + 1 < len(mods)
+            and type(mods[i + 1][1]) is nn.BatchNorm2d
+        )
+        j = i + 2 if has_norm else i + 1
+        found = _activation_of(mods[j][1]) if j < len(mods) else None
+        if found is None:
+            i += 1
+            continue
+        act, alpha = found
+        if has_norm:
+            seq._modules[name] = _fused_head(head, "linear", None)
+            seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
+        else:
+            seq._modules[name] = _fused_head(head, act, alpha)
+        seq._modules[mods[j][0]] = nn.Identity()
+        i = j + 1
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """A copy of `model` with each fusable run inside an nn.Sequential replaced by fused
+    modules sharing no storage with the original. A model with nothing to fuse comes
+    back as an equal copy."""
+    fused = copy.deepcopy(model)
+    for module in list(fused.modules()):
+        if isinstance(module, nn.Sequential):
+            _fuse_sequential(module)
+    return fused

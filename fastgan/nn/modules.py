@@ -1,0 +1,177 @@
+"""Fused modules. Each subclasses the torch.nn layer it fuses, so parameters, buffers,
+initialisation and state_dict keys are those of nn.Conv2d, nn.ConvTranspose2d,
+nn.Linear and nn.BatchNorm2d: a plain model's state_dict loads into the fused one,
+and code that checks isinstance(m, nn.Conv2d) (weight init) keeps working.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _validate as V
+from .. import functional as FG
+from ..reference.loss import KINDS, REDUCTIONS
+
+
+class _ActMixin:
+    def _set_activation(self, act, alpha, gain, clamp):
+        self.act, self.alpha, self.gain, self.clamp = V.activation(act, alpha, gain, clamp)
+
+    def _act_kwargs(self):
+        return dict(act=self.act, alpha=self.alpha, gain=self.gain, clamp=self.clamp)
+
+    def _act_repr(self):
+        text = f"act={self.act}"
+        if self.act == "lrelu":
+            text += f", alpha={self.alpha}"
+        if self.gain != 1.0:
+            text += f", gain={self.gain}"
+        if self.clamp is not None:
+            text += f", clamp={self.clamp}"
+        return text
+
+
+def _int_padding(padding):
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int or a pair of ints, got {padding!r} (string padding is not supported)")
+    return V.pair("padding", padding, minimum=0)
+
+
+class Conv2dAct(_ActMixin, nn.Conv2d):
+    """nn.Conv2d followed by bias + activation (+ gain, clamp), in one fused op."""
+
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
+        act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, gain, clamp)
+        super().__init__(
+            in_channels, out_channels, kernel_size, V.pair("stride", stride, minimum=1), _int_padding(padding),
+            bias=bias, device=device, dtype=dtype,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FG.conv2d_bias_act(
+            x, self.weight, self.bias, stride=self.stride, padding=self.padding, **self._act_kwargs()
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._act_repr()}"
+
+
+class ConvTranspose2dAct(_ActMixin, nn.ConvTranspose2d):
+    """nn.ConvTranspose2d followed by bias + activation (+ gain, clamp), in one fused op."""
+
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True, *,
+        act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, gain, clamp)
+        super().__init__(
+            in_channels, out_channels, kernel_size, V.pair("stride", stride, minimum=1), _int_padding(padding),
+            V.pair("output_padding", output_padding, minimum=0), bias=bias, device=device, dtype=dtype,
+        )
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        output_padding = self.output_padding
+        if output_size is not None:
+            output_padding = self._output_padding(
+                x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+            )
+        return FG.conv_transpose2d_bias_act(
+            x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+            output_padding=tuple(output_padding), **self._act_kwargs(),
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._act_repr()}"
+
+
+class LinearAct(_ActMixin, nn.Linear):
+    """nn.Linear followed by bias + activation (+ gain, clamp), in one fused op."""
+
+    def __init__(
+        self, in_features, out_features, bias=True, *,
+        act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, gain, clamp)
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return FG.linear_bias_act(x, self.weight, self.bias, **self._act_kwargs())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._act_repr()}"
+
+
+class BatchNormAct2d(_ActMixin, nn.BatchNorm2d):
+    """nn.BatchNorm2d followed by an activation, in one fused op (same running-stat
+    updates, momentum=None cumulative averaging and eval behaviour as nn.BatchNorm2d)."""
+
+    def __init__(
+        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+        act="linear", alpha=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, None, None)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return FG.batch_norm_act(
+            x,
+            self.running_mean if keep else None,
+            self.running_var if keep else None,
+            self.weight,
+            self.bias,
+            training=use_batch_stats,
+            momentum=factor,
+            eps=self.eps,
+            act=self.act,
+            alpha=self.alpha,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._act_repr()}"
+
+
+class GANLoss(nn.Module):
+    """The adversarial loss of one kind, for both players.
+
+        loss = GANLoss("hinge")
+        d_loss = loss.discriminator(D(real), D(fake.detach()))
+        g_loss = loss.generator(D(fake))
+
+    Calling the module does the same: loss(fake_logits) is the generator loss,
+    loss(fake_logits, real_logits) the discriminator loss.
+    """
+
+    def __init__(self, kind: str = "nonsaturating", *, real_label: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        self.kind = V.choice("kind", kind, KINDS)
+        self.reduction = V.choice("reduction", reduction, REDUCTIONS)
+        self.real_label = V.finite_number("real_label", real_label)
+        if kind in ("hinge", "wasserstein") and self.real_label != 1.0:
+            raise ValueError(f"real_label must be 1.0 for kind={kind!r}, got {real_label}")
+
+    def discriminator(self, real_logits, fake_logits):
+        return FG.discriminator_loss(
+            real_logits, fake_logits, self.kind, real_label=self.real_label, reduction=self.reduction
+        )
+
+    def generator(self, fake_logits):
+        return FG.generator_loss(fake_logits, self.kind, reduction=self.reduction)
+
+    def forward(self, fake_logits, real_logits=None):
+        if real_logits is None:
+            return self.generator(fake_logits)
+        return self.discriminator(real_logits, fake_logits)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, real_label={self.real_label}, reduction={self.reduction}"
