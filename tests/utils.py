@@ -1,0 +1,88 @@
+"""Helpers shared by the tests: error measure, tolerances, random inputs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# design.md: ||out - ref|| / ||ref|| against a float64 reference.
+TOLERANCE = {
+    torch.float64: 1e-10,
+    torch.float32: 1e-5,
+    torch.float16: 5e-3,
+    torch.bfloat16: 2e-2,
+}
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor, magnitude: torch.Tensor | None = None) -> float:
+    """||out - ref|| / ||ref||; inf if out holds a NaN or inf.
+
+    `magnitude`, where given, is the same computation on absolute values (|x|, |w|,
+    |upstream|): the size of the terms that were summed. A sum that cancels to almost
+    nothing (a 1-element bias gradient, say) has a tiny ||ref|| that says nothing about
+    the rounding of its terms; dividing by max(||ref||, ||magnitude||) is the standard
+    forward-error measure, equal to the plain one when nothing cancels, and any wrong
+    or missing term still shows as an error of order 1/(number of terms).
+    """
+    assert out.shape == ref.shape, f"shape {tuple(out.shape)} != reference {tuple(ref.shape)}"
+    out64, ref64 = out.detach().to(torch.float64).cpu(), ref.detach().to(torch.float64).cpu()
+    if not torch.isfinite(out64).all():
+        return math.inf
+    num, den = (out64 - ref64).norm().item(), ref64.norm().item()
+    if magnitude is not None:
+        den = max(den, magnitude.detach().to(torch.float64).cpu().norm().item())
+    return num / den if den > 0 else num
+
+
+def assert_close(out, ref, dtype, what, factor=1.0, magnitude=None):
+    """rel_err(out, ref) <= the design.md tolerance of dtype (times factor). Values
+    below dtype's smallest normal number hold no relative precision (sigmoid(-100) is
+    4e-44, a float32 denormal): the denominator never drops below that."""
+    tol = TOLERANCE[dtype] * factor
+    floor = torch.full((), torch.finfo(dtype).tiny, dtype=torch.float64)
+    magnitude = floor if magnitude is None else torch.maximum(magnitude.detach().double().norm().cpu(), floor)
+    err = rel_err(out, ref, magnitude)
+    assert err <= tol, f"{what}: relative error {err:.3g} > {tol:.3g}"
+
+
+def derivative_bound(act: str, alpha, gain) -> float:
+    """An upper bound of |d act(z) * gain / dz| over all z."""
+    bound = {"linear": 1.0, "relu": 1.0, "lrelu": max(1.0, alpha or 0.2), "tanh": 1.0, "sigmoid": 0.25, "silu": 1.1}[act]
+    return bound * (1.0 if gain is None else gain)
+
+
+def magnitudes(linear_part, inputs, upstream, bound):
+    """Forward and input-gradient magnitudes of a bias + activation op whose linear
+    part is `linear_part`: the same computation on |inputs| and |upstream| * bound."""
+    abs_inputs = [None if t is None else leaf(t.detach().double().abs()) for t in inputs]
+    z = linear_part(*abs_inputs)
+    mags = grads(z, abs_inputs, upstream.detach().double().abs() * bound)
+    return z * bound, mags
+
+
+class Rand:
+    """Random tensors from one seed (drawn by hypothesis, so a failure reproduces)."""
+
+    def __init__(self, seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, *shape, dtype=torch.float32, scale=1.0, offset=0.0, channels_last=False):
+        return randn(*shape, dtype=dtype, scale=scale, offset=offset, channels_last=channels_last, generator=self.gen)
+
+
+def randn(*shape, dtype=torch.float32, scale=1.0, offset=0.0, channels_last=False, generator=None):
+    t = torch.randn(*shape, dtype=torch.float64, generator=generator) * scale + offset
+    t = t.to(dtype)
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def leaf(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone().requires_grad_(True)
+
+
+def grads(out, inputs, upstream):
+    got = torch.autograd.grad(out, [t for t in inputs if t is not None], upstream, allow_unused=True)
+    return list(got)
