@@ -1,0 +1,40 @@
+"""Launcher helpers shared by every kernel family: output allocation (poisoned with
+NaN under test, so an element a kernel forgets to write can never pass), and the
+interpreter switch that selects the one fixed tile config."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+_poison = os.environ.get("FASTGAN_POISON_OUTPUTS", "0") == "1"
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU through its interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@contextlib.contextmanager
+def poison_outputs(enabled: bool = True):
+    """Fill every kernel output with NaN before the kernel writes it (tests)."""
+    global _poison
+    before, _poison = _poison, enabled
+    try:
+        yield
+    finally:
+        _poison = before
+
+
+def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
+    if _poison:
+        out.fill_(float("nan"))
+    return out
+
+
+def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 accumulation for 16- and 32-bit inputs, float64 for float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
