@@ -162,3 +162,27 @@ def test_trainer_argument_errors():
 
 def test_trainer_is_exported_lazily():
     assert fastgan.Trainer is Trainer
+
+
+def test_amp_trains_in_bfloat16():
+    g, d = small_models(norm="none")
+    seen = []
+    d.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    trainer = Trainer(g, d, small_data(), amp=True, r1=1.0, r1_interval=1, batch_size=8, progress=False)
+    trainer.fit(2)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in g.parameters())
+    assert all(torch.isfinite(torch.tensor([h["d_loss"], h["g_loss"], h["r1"]])).all() for h in trainer.history)
+
+
+def test_mixed_dtypes_are_fine_under_autocast_only():
+    from fastgan import functional as FG
+
+    x, w = torch.randn(2, 3, 8, 8).bfloat16(), torch.randn(4, 3, 3, 3)
+    with pytest.raises(TypeError, match="weight has dtype torch.float32 but x has torch.bfloat16"):
+        FG.conv2d_bias_act(x, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = FG.conv2d_bias_act(x, w, act="relu")
+        z = FG.linear_bias_act(x.flatten(1), torch.randn(5, 192))
+    assert y.dtype == torch.bfloat16 and z.dtype == torch.bfloat16
+    assert torch.equal(y, FG.conv2d_bias_act(x, w.bfloat16(), act="relu"))
