@@ -161,7 +161,13 @@ def test_trainer_argument_errors():
 
 
 def test_trainer_is_exported_lazily():
+    import subprocess
+    import sys
+
     assert fastgan.Trainer is Trainer
+    code = "import sys, fastgan; print(sorted(m for m in ('fastgan.train', 'fastgan.models', 'fastgan.data', 'sklearn', 'matplotlib', 'PIL') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_amp_trains_in_bfloat16():
