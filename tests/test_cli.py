@@ -166,3 +166,23 @@ def test_attribute_runs_and_sampling_by_name(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     one_line_error(["sample", "--ckpt", "run", "--cond", "hat=1", "--out", "x.png"], capsys, "unknown attribute 'hat'")
     one_line_error(["sample", "--ckpt", "run", "--cond", "1,0,1", "--out", "x.png"], capsys, "has 3 value(s); the model takes 2 attributes")
+
+
+def test_parse_condition_for_each_kind():
+    from fastgan.cli import UsageError, parse_condition
+
+    assert parse_condition("7", "user", 100, None).tolist() == [7]
+    assert parse_condition("3", "label", 10, [str(i) for i in range(10)]).tolist() == [3]
+    assert parse_condition("cat", "label", 2, ["dog", "cat"]).tolist() == [1]
+    assert parse_condition("1, 0, 0.5", "attributes", 3, None).tolist() == [[1.0, 0.0, 0.5]]
+    assert parse_condition("b=1", "attributes", 3, ["a", "b", "c"]).tolist() == [[0.0, 1.0, 0.0]]
+    assert parse_condition(None, "none", 0, None) is None
+    for text, kind, size, match in [
+        ("100", "user", 100, "the model knows user ids 0..99"),
+        ("-1", "user", 100, "out of range"),
+        ("1,x", "attributes", 2, "'x' is not a number"),
+        ("1,nan", "attributes", 2, "is not finite"),
+        ("3", "none", 0, "this model is unconditional"),
+    ]:
+        with pytest.raises(UsageError, match=match):
+            parse_condition(text, kind, size, None)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,7 +30,6 @@ from .distributed import all_reduce_sum, barrier, setup
 from .ema import EMA
 from .order import BatchOrder
 
-log = logging.getLogger("fastgan")
 
 GRID_COLUMNS = 10
 MAX_GRID_ROWS = 16
@@ -241,7 +240,10 @@ class Trainer:
         if self.progress and self.world.is_main:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train")
+            # Redrawn 10 times a second on a terminal; in a log file, a line every 30 s.
+            interactive = sys.stderr.isatty()
+            progress = tqdm(total=steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train",
+                            mininterval=0.1 if interactive else 30.0)
         start_step, start = self.step, time.perf_counter()
         self._interval_start = (self.step, start)
         previous = self._install_signal_handlers()
@@ -284,11 +286,12 @@ class Trainer:
         packed = all_reduce_sum(packed, self.world)
         values_mean = packed[:3] / (len(values) * self.world.size)
         if packed[3] > 0:
-            first = self.step - len(values) + 1 + int(bad.float().argmax()) if bad.any() else self.step
-            last = self._last_checkpoint_text()
+            # The first bad step of this process (the interval's first step if only
+            # another process saw one).
+            i = int(bad.float().argmax())
             raise NonFiniteLossError(
-                f"a loss became NaN or inf at step {first} (D {values[int(bad.float().argmax())][0].item():.4g}, "
-                f"G {values[int(bad.float().argmax())][1].item():.4g}); the run stopped. {last}"
+                f"a loss became NaN or inf at step {self.step - len(values) + 1 + i} (D {values[i, 0].item():.4g}, "
+                f"G {values[i, 1].item():.4g}); the run stopped. {self._last_checkpoint_text()}"
             )
         now = time.perf_counter()
         steps_done = self.step - self._interval_start[0]
