@@ -117,7 +117,9 @@ def resume_trainer(state: dict, path, run_dir: Path, overrides: dict, *, progres
     opts = dict(state["config"]["run"]["options"])
     opts.update(overrides)
     data = load_data(opts)
-    settings = {k: v for k, v in overrides.items() if k == "device"}
+    # What a resumed run may change (the CLI refuses the rest); steps and threads are
+    # the caller's business.
+    settings = {k: v for k, v in overrides.items() if k in ("device", "checkpoint_every", "sample_every", "log_every")}
     if "device" in settings:
         settings["device"] = None if settings["device"] == "auto" else settings["device"]
     run = dict(state["config"]["run"], options=opts)
