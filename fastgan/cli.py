@@ -370,6 +370,9 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(str(error).splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before training started (training handles its own)
+        print("fastgan: interrupted", file=sys.stderr)
+        return 128 + 2
 
 
 if __name__ == "__main__":

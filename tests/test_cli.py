@@ -106,6 +106,7 @@ def one_line_error(argv, capsys, match):
         (["train", "--device", "tpu"], "argument --device: must be auto, cpu, cuda or cuda:N"),
         (["train", "--data", "no/such/folder"], "image folder 'no/such/folder' does not exist"),
         (["train", "--columns", "a"], "argument --columns: applies to an image folder, not to --data digits"),
+        (["train", "--data", "ring", "--size", "32"], "argument --size: applies to images, not to the 2-D points"),
         (["train", "--data", ".", "--columns", "a"], "argument --columns: needs --attributes"),
         (["train", "--resume", "no/such/run"], "checkpoint 'no/such/run' does not exist"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

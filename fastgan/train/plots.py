@@ -63,8 +63,10 @@ def vector_plot(samples: torch.Tensor, path, *, row_labels: list[str] | None = N
     if dim == 2:
         if real is not None:
             ax.scatter(*real.float().cpu()[:, :2].T, s=2, c="0.8", label="data")
+        # Matplotlib's default cycle repeats after 10 colours; spread more over a colormap.
+        colors = [None] * rows if rows <= 10 else plt.cm.gist_rainbow(np.linspace(0, 1, rows))
         for r in range(rows):
-            ax.scatter(*samples[r].T, s=4, label=labels[r] if rows > 1 else "samples")
+            ax.scatter(*samples[r].T, s=4, color=colors[r], label=labels[r] if rows > 1 else "samples")
         ax.set_aspect("equal")
         if rows <= 12:
             ax.legend(markerscale=3, fontsize="small", loc="upper right")

@@ -49,6 +49,11 @@ def resolve(options: dict) -> dict:
         for name in ("attributes", "columns", "channels"):
             if options.get(name) is not None:
                 raise ValueError(f"argument --{name}: applies to an image folder, not to --data {options.get('data') or 'digits'}")
+    if kind == "toy":
+        for name in ("size", "extra_layers"):
+            if options.get(name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"argument {flag}: applies to images, not to the 2-D points of --data {options['data']}")
     merged = dict(PRESETS[kind])
     merged.update({k: v for k, v in options.items() if v is not None})
     merged.setdefault("data", "digits")

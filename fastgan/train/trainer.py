@@ -32,7 +32,8 @@ from .order import BatchOrder
 
 
 GRID_COLUMNS = 10
-MAX_GRID_ROWS = 16
+MAX_GRID_ROWS = 16  # image grids: one row per class, at most this many
+MAX_PLOT_GROUPS = 64  # vector plots: one colour per class (the 25 modes of the grid toy)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -348,7 +349,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ samples
     def grid_conditions(self):
-        """(conditions, row labels) of the sample grid: every class (at most 16), else
+        """(conditions, row labels) of the sample grid: every class (at most 16 rows of
+        images, 64 groups of vectors), else
         the first distinct user ids or attribute vectors of the data; None when
         unconditional."""
         if self._grid is not None:
@@ -359,7 +361,8 @@ class Trainer:
         if kind == "none" or cond is None:
             self._grid = (None, None)
         elif kind == "label":
-            rows = torch.arange(min(self.G.cond_size, MAX_GRID_ROWS), device=self.device)
+            cap = MAX_GRID_ROWS if getattr(self.data, "is_image", True) else MAX_PLOT_GROUPS
+            rows = torch.arange(min(self.G.cond_size, cap), device=self.device)
             labels = [names[i] if names else str(i) for i in rows.tolist()]
             self._grid = (rows, labels)
         else:
