@@ -6,6 +6,7 @@
     fastgan.set_backend("auto")          # Triton on CUDA tensors, PyTorch elsewhere
     y = FG.conv2d_bias_act(x, w, b, stride=2, padding=1, act="lrelu")
     model = fastgan.nn.fuse(my_dcgan)    # Conv -> BN -> act runs become fused modules
+    fastgan.Trainer(G, D, data, run_dir="runs/mine").fit(steps=3000)
 """
 
 from . import functional, ops
@@ -13,13 +14,17 @@ from ._backend import BACKENDS, get_backend, set_backend, use_backend
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKENDS", "functional", "get_backend", "nn", "ops", "set_backend", "use_backend"]
+__all__ = ["BACKENDS", "Trainer", "functional", "get_backend", "nn", "ops", "set_backend", "use_backend"]
+
+# Loaded on first use, so that `import fastgan` stays light.
+_LAZY_MODULES = ("nn", "models", "data", "train")
 
 
 def __getattr__(name):
-    # fastgan.nn imports torch.nn machinery; load it on first use.
-    if name == "nn":
-        import importlib
+    import importlib
 
-        return importlib.import_module(".nn", __name__)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "Trainer":
+        return importlib.import_module(".train", __name__).Trainer
     raise AttributeError(f"module 'fastgan' has no attribute {name!r}")

@@ -1,0 +1,504 @@
+"""fastgan.Trainer: the GAN training loop.
+
+One step = n_critic discriminator updates, each on a fresh real batch, then one
+generator update. The global batch (batch_size samples) is split evenly across the
+processes of a torchrun launch and, within each, into `accumulate` micro-batches whose
+gradients add up before the optimizer step; indices and noise are drawn for the whole
+global batch in every process, so the samples a step sees do not depend on how many
+processes share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..nn import GANLoss
+from ..reference.loss import KINDS
+from . import checkpoint as ckpt
+from . import plots
+from .distributed import all_reduce_sum, barrier, setup
+from .ema import EMA
+from .order import BatchOrder
+
+
+GRID_COLUMNS = 10
+MAX_GRID_ROWS = 16  # image grids: one row per class, at most this many
+MAX_PLOT_GROUPS = 64  # vector plots: one colour per class (the 25 modes of the grid toy)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: the run stopped without writing a checkpoint."""
+
+
+def _check(name, value, ok, expected):
+    if not ok:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _int(name, value, minimum):
+    _check(name, value, isinstance(value, int) and not isinstance(value, bool) and value >= minimum, f"an int >= {minimum}")
+    return value
+
+
+def _nonneg(name, value):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    _check(name, value, ok, "a finite number >= 0")
+    return float(value)
+
+
+class Trainer:
+    """Trains `generator` against `discriminator` on `data`.
+
+    generator(z, c) and discriminator(x, c) follow fastgan.models (a `latent_dim`
+    attribute and a `config()`, c None when unconditional); data[indices] gives (x, c)
+    for a LongTensor of indices (fastgan.data.ArrayData does).
+
+    loss: a GANLoss kind ('nonsaturating', 'minimax', 'lsgan', 'hinge', 'wasserstein').
+    r1: the R1 penalty weight gamma (0 disables), applied lazily every r1_interval
+        discriminator updates with weight gamma/2 * r1_interval.
+    ema: the decay of the generator's moving average (0 or None disables).
+    amp: bf16 autocast ('auto': on CUDA only). Adam is fused on CUDA.
+    run_dir: where checkpoint.pt, metrics.jsonl, samples.png, samples/ and losses.png
+        go (process 0 only); None writes nothing.
+    config: plain data stored in the checkpoint under config['run'] (what a command
+        line needs to rebuild the data, names of conditions, ...).
+    """
+
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, data, *, run_dir=None,
+        loss: str = "nonsaturating", batch_size: int = 64, g_lr: float = 2e-4, d_lr: float = 2e-4,
+        betas=(0.5, 0.999), n_critic: int = 1, r1: float = 0.0, r1_interval: int = 16,
+        ema: float | None = 0.999, amp="auto", accumulate: int = 1, checkpoint_every: int = 500,
+        sample_every: int = 250, log_every: int = 10, seed: int = 0, device=None, progress: bool = True,
+        config: dict | None = None,
+    ):
+        if loss not in KINDS:
+            raise ValueError(f"loss must be one of {KINDS}, got {loss!r}")
+        self.settings = dict(
+            loss=loss, batch_size=_int("batch_size", batch_size, 1), g_lr=_nonneg("g_lr", g_lr),
+            d_lr=_nonneg("d_lr", d_lr), betas=[float(b) for b in betas], n_critic=_int("n_critic", n_critic, 1),
+            r1=_nonneg("r1", r1), r1_interval=_int("r1_interval", r1_interval, 1),
+            ema=_nonneg("ema", ema or 0.0), amp=amp, accumulate=_int("accumulate", accumulate, 1),
+            checkpoint_every=_int("checkpoint_every", checkpoint_every, 1),
+            sample_every=_int("sample_every", sample_every, 1), log_every=_int("log_every", log_every, 1),
+            seed=_int("seed", seed, 0),
+        )
+        _check("betas", betas, len(self.settings["betas"]) == 2 and all(0 <= b < 1 for b in self.settings["betas"]), "two numbers in [0, 1)")
+        _check("amp", amp, amp in ("auto", True, False), "'auto', True or False")
+        if self.settings["ema"] >= 1:
+            raise ValueError(f"ema must be in [0, 1) (0 disables it), got {ema!r}")
+        if not len(data):
+            raise ValueError("data is empty")
+
+        self.world, self.device = setup(device)
+        per_process, rest = divmod(batch_size, self.world.size)
+        if rest or per_process % accumulate:
+            raise ValueError(
+                f"batch_size {batch_size} must split evenly over {self.world.size} process(es) x {accumulate} "
+                f"accumulation step(s)"
+            )
+        self.local_batch, self.micro_batch = per_process, per_process // accumulate
+        self.amp = self.device.type == "cuda" if amp == "auto" else bool(amp)
+        self.user_config = config or {}
+        self.progress = progress
+
+        self.G = generator.to(self.device)
+        self.D = discriminator.to(self.device)
+        self.latent_dim = self.G.latent_dim
+        self.data = data.to(self.device) if hasattr(data, "to") else data
+        self.loss = GANLoss(loss)
+        fused = True if self.device.type == "cuda" else None
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=tuple(self.settings["betas"]), fused=fused)
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=tuple(self.settings["betas"]), fused=fused)
+        self.ema = EMA(self.G, self.settings["ema"]) if self.settings["ema"] > 0 else None
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+
+        self.order = BatchOrder(len(data), seed)
+        self.noise = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.step = 0
+        self.d_steps = 0
+        self.history: list[dict] = []
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._stop_signal = None
+        self._pending: list[torch.Tensor] = []
+        self._grid = None
+        self._saved = None  # (path, step) of the last checkpoint written or loaded
+
+    # ------------------------------------------------------------------ the steps
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _global_noise(self) -> torch.Tensor:
+        """This process's share of noise drawn for the whole global batch."""
+        z = torch.randn(self.settings["batch_size"], self.latent_dim, generator=self.noise, device=self.device)
+        return z[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+
+    def _micro_batches(self, model):
+        """(index, sync context) per micro-batch: DDP all-reduces only on the last."""
+        n = self.settings["accumulate"]
+        for i in range(n):
+            sync = i == n - 1 or not self.world.distributed
+            yield i, (contextlib.nullcontext() if sync else model.no_sync())
+
+    def _d_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.order.next(self.settings["batch_size"])
+        idx = idx[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+        z = self._global_noise()
+        r1 = self.settings["r1"]
+        lazy_r1 = r1 > 0 and self.d_steps % self.settings["r1_interval"] == 0
+        n = self.settings["accumulate"]
+        d_total = torch.zeros((), device=self.device)
+        r1_total = torch.zeros((), device=self.device)
+        self.d_opt.zero_grad(set_to_none=True)
+        for i, sync in self._micro_batches(self.D_train):
+            part = slice(i * self.micro_batch, (i + 1) * self.micro_batch)
+            real, c = self.data[idx[part]]
+            with sync:
+                with self._autocast():
+                    with torch.no_grad():
+                        fake = self.G(z[part], c)
+                    if lazy_r1:
+                        real = real.detach().requires_grad_(True)
+                    real_logits = self.D_train(real, c)
+                    fake_logits = self.D_train(fake, c)
+                    loss = self.loss.discriminator(real_logits, fake_logits).float()
+                total = loss
+                if lazy_r1:
+                    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+                    penalty = grad.float().square().flatten(1).sum(1).mean()
+                    total = loss + (0.5 * r1 * self.settings["r1_interval"]) * penalty
+                    r1_total += penalty.detach() / n
+                (total / n).backward()
+            d_total += loss.detach() / n
+        self.d_opt.step()
+        self.d_steps += 1
+        self._last_idx = idx
+        return d_total, r1_total
+
+    def _g_step(self) -> torch.Tensor:
+        z = self._global_noise()
+        n = self.settings["accumulate"]
+        g_total = torch.zeros((), device=self.device)
+        self.g_opt.zero_grad(set_to_none=True)
+        # D is only read here: its weights get no gradient, and the plain module (not
+        # the DDP wrapper) is called so that DDP never waits for gradients D won't get.
+        self.D.requires_grad_(False)
+        try:
+            for i, sync in self._micro_batches(self.G_train):
+                part = slice(i * self.micro_batch, (i + 1) * self.micro_batch)
+                _, c = self.data[self._last_idx[part]]
+                with sync:
+                    with self._autocast():
+                        loss = self.loss.generator(self.D(self.G_train(z[part], c), c)).float()
+                    (loss / n).backward()
+                g_total += loss.detach() / n
+        finally:
+            self.D.requires_grad_(True)
+        self.g_opt.step()
+        if self.ema is not None:
+            self.ema.update(self.G)
+        return g_total
+
+    def train_step(self) -> dict:
+        """One step (n_critic D updates and one G update); returns its losses as tensors."""
+        self.G.train()
+        self.D.train()
+        d_losses, r1s = [], []
+        for _ in range(self.settings["n_critic"]):
+            d, r = self._d_step()
+            d_losses.append(d)
+            r1s.append(r)
+        g = self._g_step()
+        self.step += 1
+        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g, "r1": torch.stack(r1s).max()}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, steps: int) -> dict:
+        """Train until `steps` steps are done in total (a resumed run continues from its
+        checkpoint's step). SIGINT/SIGTERM stop it after the current step with a
+        checkpoint; a NaN/inf loss raises NonFiniteLossError and writes nothing.
+        Returns {'step', 'seconds', 'steps_per_s', 'interrupted' (signal name or None)}."""
+        _int("steps", steps, 0)
+        if self.run_dir is not None and self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._trim_metrics()
+        progress = None
+        if self.progress and self.world.is_main:
+            from tqdm.auto import tqdm
+
+            # Redrawn 10 times a second on a terminal; in a log file, a line every 30 s.
+            interactive = sys.stderr.isatty()
+            progress = tqdm(total=steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train",
+                            mininterval=0.1 if interactive else 30.0)
+        start_step, start = self.step, time.perf_counter()
+        self._interval_start = (self.step, start)
+        previous = self._install_signal_handlers()
+        try:
+            while self.step < steps:
+                self._pending.append(torch.stack(list(self.train_step().values())).detach())
+                if progress is not None:
+                    progress.update(1)
+                s = self.step
+                at_checkpoint = s % self.settings["checkpoint_every"] == 0 or s == steps
+                at_sample = s % self.settings["sample_every"] == 0 or s == steps
+                stop_now = self._stop_signal is not None and not self.world.distributed
+                if s % self.settings["log_every"] == 0 or at_checkpoint or at_sample or stop_now:
+                    record, stop = self._flush_metrics()  # raises on a non-finite loss
+                    if progress is not None:
+                        progress.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False)
+                    if at_sample or stop:
+                        self.write_pictures()
+                    if at_checkpoint or stop:
+                        self.save()
+                    if stop:
+                        break
+        finally:
+            if progress is not None:
+                progress.close()
+            self._restore_signal_handlers(previous)
+        seconds = time.perf_counter() - start
+        done = self.step - start_step
+        name = signal.Signals(self._stop_signal).name if self._stop_signal is not None else None
+        return {"step": self.step, "seconds": seconds, "steps_per_s": done / seconds if seconds > 0 else 0.0, "interrupted": name}
+
+    def _flush_metrics(self) -> tuple[dict, bool]:
+        """Average the losses since the last flush (one device sync), stop on a
+        non-finite one, append a record to metrics.jsonl; (record, stop requested)."""
+        values = torch.stack(self._pending)
+        self._pending = []
+        bad = (~torch.isfinite(values)).any(dim=1)
+        stop = torch.tensor([0.0 if self._stop_signal is None else 1.0], device=self.device)
+        packed = torch.cat([values.sum(0), bad.any().float().reshape(1), stop])
+        packed = all_reduce_sum(packed, self.world)
+        values_mean = packed[:3] / (len(values) * self.world.size)
+        if packed[3] > 0:
+            # The first bad step of this process (the interval's first step if only
+            # another process saw one).
+            i = int(bad.float().argmax())
+            raise NonFiniteLossError(
+                f"a loss became NaN or inf at step {self.step - len(values) + 1 + i} (D {values[i, 0].item():.4g}, "
+                f"G {values[i, 1].item():.4g}); the run stopped. {self._last_checkpoint_text()}"
+            )
+        now = time.perf_counter()
+        steps_done = self.step - self._interval_start[0]
+        rate = steps_done / max(now - self._interval_start[1], 1e-9)
+        self._interval_start = (self.step, now)
+        d_loss, g_loss, r1 = (float(v) for v in values_mean.cpu())
+        record = {"step": self.step, "d_loss": d_loss, "g_loss": g_loss}
+        if self.settings["r1"] > 0:
+            record["r1"] = r1
+        record.update(steps_per_s=rate, images_per_s=rate * self.settings["batch_size"] * self.settings["n_critic"])
+        self.history.append(record)
+        if self.run_dir is not None and self.world.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return record, bool(packed[4] > 0)
+
+    def _last_checkpoint_text(self) -> str:
+        if self._saved is None:
+            return "No checkpoint had been written yet."
+        path, step = self._saved
+        return f"The last good checkpoint, {path} (step {step}), is kept."
+
+    def _trim_metrics(self) -> None:
+        """On resume, keep only the metrics up to the checkpoint's step (later ones are
+        about to be redone) and take them as the loss curve's history."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        self.history = [r for r in records if r["step"] <= self.step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+
+        def request_stop(signum, frame):
+            self._stop_signal = signum
+            # A second signal acts as usual (Ctrl-C twice kills a stuck run).
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, request_stop)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous) -> None:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
+
+    # ------------------------------------------------------------------ samples
+    def grid_conditions(self):
+        """(conditions, row labels) of the sample grid: every class (at most 16 rows of
+        images, 64 groups of vectors), else
+        the first distinct user ids or attribute vectors of the data; None when
+        unconditional."""
+        if self._grid is not None:
+            return self._grid
+        cond = getattr(self.data, "cond", None)
+        kind = getattr(self.G, "cond_kind", "none")
+        names = getattr(self.data, "cond_names", None)
+        if kind == "none" or cond is None:
+            self._grid = (None, None)
+        elif kind == "label":
+            cap = MAX_GRID_ROWS if getattr(self.data, "is_image", True) else MAX_PLOT_GROUPS
+            rows = torch.arange(min(self.G.cond_size, cap), device=self.device)
+            labels = [names[i] if names else str(i) for i in rows.tolist()]
+            self._grid = (rows, labels)
+        else:
+            distinct = []
+            for row in cond[: 10_000]:
+                if not any(torch.equal(row, seen) for seen in distinct):
+                    distinct.append(row)
+                if len(distinct) == 8:
+                    break
+            rows = torch.stack(distinct)
+            if kind == "user":
+                labels = [f"user {int(u)}" for u in rows]
+            else:
+                labels = [_describe_attributes(r, names) for r in rows]
+            self._grid = (rows, labels)
+        return self._grid
+
+    @torch.no_grad()
+    def sample_grid(self, columns: int = GRID_COLUMNS):
+        """Samples [rows, columns, ...] from the EMA generator (else G) in eval mode:
+        one row per grid condition, the same noise down each column."""
+        model = self.ema.module if self.ema is not None else self.G
+        rows, labels = self.grid_conditions()
+        n_rows = 8 if rows is None else len(rows)
+        gen = torch.Generator(device=self.device).manual_seed(self.settings["seed"] + 2)
+        z = torch.randn(columns, self.latent_dim, generator=gen, device=self.device)
+        z = z.repeat(n_rows, 1) if rows is not None else torch.randn(n_rows * columns, self.latent_dim, generator=gen, device=self.device)
+        c = None if rows is None else rows.repeat_interleave(columns, dim=0)
+        was_training = model.training
+        model.eval()
+        try:
+            with self._autocast():
+                out = model(z, c).float()
+        finally:
+            model.train(was_training)
+        return out.reshape(n_rows, columns, *out.shape[1:]), labels
+
+    def write_pictures(self) -> None:
+        """samples.png (+ samples/step_N.png) and losses.png in the run directory."""
+        if self.run_dir is None or not self.world.is_main:
+            return
+        samples, labels = self.sample_grid()
+        if samples.dim() == 5:  # images [rows, columns, C, H, W]
+            plots.image_grid(samples, self.run_dir / "samples.png", row_labels=labels)
+        else:
+            real = getattr(self.data, "x", None)
+            real = real[:2000] if real is not None and real.dim() == 2 else None
+            plots.vector_plot(samples, self.run_dir / "samples.png", row_labels=labels, real=real)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        (self.run_dir / "samples" / f"step_{self.step:06d}.png").write_bytes((self.run_dir / "samples.png").read_bytes())
+        if self.history:
+            plots.loss_curve(self.history, self.run_dir / "losses.png")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {
+            "format": ckpt.FORMAT,
+            "version": ckpt.VERSION,
+            "step": self.step,
+            "d_steps": self.d_steps,
+            "config": {
+                "generator": self.G.config(),
+                "discriminator": self.D.config(),
+                "trainer": dict(self.settings),
+                "run": self.user_config,
+            },
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "generator_ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "g_optimizer": self.g_opt.state_dict(),
+            "d_optimizer": self.d_opt.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": cuda_states,
+                "noise": self.noise.get_state(),
+                "order": self.order.state_dict(),
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where the checkpoint `state` left off."""
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        if self.ema is not None:
+            if state.get("generator_ema") is None:
+                raise ValueError("the checkpoint has no EMA generator but this Trainer keeps one (ema > 0)")
+            self.ema.load_state_dict(state["generator_ema"], state["ema_updates"])
+        self.g_opt.load_state_dict(state["g_optimizer"])
+        self.d_opt.load_state_dict(state["d_optimizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.noise.set_state(rng["noise"])
+        self.order.load_state_dict(rng["order"])
+        self.step, self.d_steps = int(state["step"]), int(state["d_steps"])
+
+    def save(self, path=None) -> Path | None:
+        """Write the full state atomically (process 0 only) to `path` or the run
+        directory's checkpoint.pt; all processes wait for it."""
+        if path is None and self.run_dir is None:
+            return None
+        path = Path(path) if path is not None else self.run_dir / ckpt.FILE_NAME
+        if self.world.is_main:
+            ckpt.save_atomic(self.state_dict(), path)
+        barrier(self.world)
+        self._saved = (path, self.step)
+        return path
+
+    def load(self, path) -> None:
+        """Load a checkpoint (file or run directory) into this Trainer's models and state."""
+        self.load_state_dict(ckpt.load(path, map_location=self.device))
+        self._saved = (ckpt.resolve_path(path), self.step)
+
+    @classmethod
+    def from_checkpoint(cls, path, data, **kwargs) -> "Trainer":
+        """A Trainer rebuilt from a checkpoint: the models from their configs, the
+        settings it was trained with (kwargs override them), then its state."""
+        from ..models import build
+
+        state = ckpt.load(path, map_location="cpu")
+        settings = dict(state["config"]["trainer"])
+        settings.update(config=state["config"]["run"])
+        settings.update(kwargs)
+        trainer = cls(build(state["config"]["generator"]), build(state["config"]["discriminator"]), data, **settings)
+        trainer.load(path)
+        return trainer
+
+
+def _describe_attributes(row: torch.Tensor, names) -> str:
+    values = row.tolist()
+    if names and all(v in (0.0, 1.0) for v in values):
+        on = [n for n, v in zip(names, values) if v == 1.0]
+        text = "+".join(on) if on else "(none)"
+    else:
+        text = ",".join(f"{v:g}" for v in values)
+    return text if len(text) <= 24 else text[:21] + "..."
