@@ -5,12 +5,18 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # Kernel launchers fill their outputs with NaN before each launch: an element a kernel
 # forgets to write can never pass a comparison.
 os.environ.setdefault("FASTGAN_POISON_OUTPUTS", "1")
+# One intra-op thread (subprocesses inherit it): the tests use small tensors, and on a
+# shared 2-core machine two OpenMP threads spin against each other (a gradgradcheck
+# test measured 32 s with one thread, 471 s with two, under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import fastgan  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 settings.register_profile(
     "default",
