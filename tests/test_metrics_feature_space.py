@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from digits_data import digits_and_classifier
 from fastgan import metrics as M
 
 
@@ -85,16 +86,7 @@ def test_bad_input_names_the_argument():
 
 @pytest.fixture(scope="module")
 def digits():
-    """sklearn's 8x8 digits scaled to [-1, 1], split 1437 / 360 with a fixed seed."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = torch.tensor(data.data / 8.0 - 1.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    y = torch.tensor(data.target)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    train, held_out = order[:1437], order[1437:]
-    classifier = M.train_classifier(x[train], y[train], epochs=30, seed=0)
-    return classifier, x[train], y[train], x[held_out], y[held_out]
+    return digits_and_classifier()
 
 
 def test_held_out_real_digits_score_near_perfect(digits):

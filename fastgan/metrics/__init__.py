@@ -6,9 +6,12 @@ Samples of image GANs, in the feature space of a classifier trained on real data
         -> accuracy, fd, precision, recall, density, coverage
 2-D toys (VEEGAN/PacGAN protocol): ring_coverage(samples), grid_coverage(samples).
 Recommendation: ranking_metrics(scores, held_out, exclude=train, ks=(5, 20)).
+Over seeds, for any sampler callable: evaluate_conditional(sample, clf, real, labels),
+evaluate_modes(sample, "ring" | "grid").
 """
 
 from .classifier import FeatureClassifier, train_classifier
+from .evaluate import evaluate_conditional, evaluate_modes, format_summary
 from .feature_space import conditional_accuracy, density_coverage, frechet_distance, knn_radii, precision_recall
 from .modes import (
     GRID_SIGMA,
@@ -32,6 +35,9 @@ __all__ = [
     "RING_SIGMA",
     "conditional_accuracy",
     "density_coverage",
+    "evaluate_conditional",
+    "evaluate_modes",
+    "format_summary",
     "frechet_distance",
     "grid_coverage",
     "grid_modes",
