@@ -19,7 +19,7 @@ from recsys_data import clustered_interactions
 
 TINY = CFGANConfig(hidden_g=32, hidden_d=16, act="relu", output_act="linear", lr_g=1e-3, lr_d=1e-3,
                    batch_size_g=32, batch_size_d=32, steps_g=1, steps_d=1, epochs=40, eval_every=5, patience=3,
-                   zr_weight=0.1)
+                   zr_weight=0.1, ema=0.9)
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,9 @@ class CFGANConfig:
     zr_ratio: float = 0.7  # fraction of each user's negatives that ZR pulls to 0
     zr_weight: float = 0.03
     condition_dropout: float = 0.0  # drop this fraction of G's input interactions in training
+    # Score with an exponential moving average of G's weights (decay per G step; 0: off).
+    # 0.99 raised validation NDCG@20 on both tuning splits (.279 -> .286, .285 -> .288).
+    ema: float = 0.99
     lr_g: float = 1e-3
     lr_d: float = 1e-3
     weight_decay_g: float = 1e-3  # L2 on G's parameters (CFGAN's reg_G)
@@ -75,6 +78,8 @@ class CFGANConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if not (isinstance(self.condition_dropout, (int, float)) and 0 <= self.condition_dropout < 1):
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}")
         for name in ("act", "output_act"):
@@ -174,6 +179,8 @@ class CFGAN:
         self.generator = Generator(n_items, n_features, cfg.hidden_g, cfg.layers_g, cfg.act, cfg.output_act).to(self.device)
         self.discriminator = Discriminator(n_items, n_features, cfg.hidden_d, cfg.layers_d, cfg.act).to(self.device)
         loss = GANLoss(cfg.loss)
+        # The generator that scores: G itself, or a moving average of its weights.
+        self.scorer = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema > 0 else self.generator
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay_g)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, weight_decay=cfg.weight_decay_d)
 
@@ -204,6 +211,10 @@ class CFGAN:
                     opt_g.zero_grad(set_to_none=True)
                     g_loss.backward()
                     opt_g.step()
+                    if cfg.ema > 0:
+                        with torch.no_grad():
+                            for avg, p in zip(self.scorer.parameters(), self.generator.parameters()):
+                                avg.lerp_(p, 1 - cfg.ema)
             if valid is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 value = ranking_metrics(self.score(train), valid, train, ks=(_k(cfg.metric),))[cfg.metric]
                 self.log.history.append((epoch, value))
@@ -211,13 +222,13 @@ class CFGAN:
                     print(f"epoch {epoch}: validation {cfg.metric} {value:.4f}", flush=True)
                 if value > self.log.best_score:
                     self.log.best_epoch, self.log.best_score, stale = epoch, value, 0
-                    best_state = copy.deepcopy(self.generator.state_dict())
+                    best_state = copy.deepcopy(self.scorer.state_dict())
                 else:
                     stale += 1
                     if stale >= cfg.patience:
                         break
         if best_state is not None:
-            self.generator.load_state_dict(best_state)
+            self.scorer.load_state_dict(best_state)
         else:
             self.log.best_epoch = cfg.epochs
         self.log.seconds = time.perf_counter() - start
@@ -238,9 +249,9 @@ class CFGAN:
         """G's score of every item for every user, given their histories [users, items]."""
         if not hasattr(self, "generator"):
             raise RuntimeError("CFGAN.score called before fit")
-        self.generator.eval()
-        out = torch.cat([self.generator(c) for c in self._condition(history).split(1024)])
-        self.generator.train()
+        self.scorer.eval()
+        out = torch.cat([self.scorer(c) for c in self._condition(history).split(1024)])
+        self.scorer.train()
         return out.cpu().numpy()
 
     def refit_config(self) -> CFGANConfig:
