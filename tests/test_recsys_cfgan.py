@@ -48,6 +48,17 @@ def test_networks_are_built_from_fused_blocks():
     assert layers[-1].act == TINY.output_act
 
 
+def test_scores_come_from_the_weight_average_when_ema_is_on():
+    data = clustered_interactions(n_users=20, per_user=5)
+    plain = CFGAN(dataclasses.replace(TINY, epochs=2, ema=0.0)).fit(data)
+    assert plain.scorer is plain.generator
+    averaged = CFGAN(dataclasses.replace(TINY, epochs=2, ema=0.5)).fit(data)
+    assert averaged.scorer is not averaged.generator
+    g = torch.cat([p.flatten() for p in averaged.generator.parameters()])
+    a = torch.cat([p.flatten() for p in averaged.scorer.parameters()])
+    assert not torch.equal(g, a) and (g - a).abs().max() < 0.5
+
+
 def test_cfgan_beats_a_random_ranker_by_a_clear_margin():
     data = clustered_interactions(n_users=160, n_items=80, per_user=12, seed=0)
     train, test = split_per_user(data, 0.2, seed=0)

@@ -11,7 +11,8 @@ item. The discriminator D judges (condition, profile) pairs: real pairs are
   look like the real 0s;
 - zero reconstruction (ZR): G's loss adds zr_weight * sum_{j in N_u} G(c_u)_j^2 over
   another random sample N_u of negatives.
-Recommendation ranks a user's non-training items by G(c_u).
+Recommendation ranks a user's non-training items by G(c_u), read from an exponential
+moving average of G's weights (CFGANConfig.ema).
 
 Both networks are MLPs of fastgan.nn.LinearAct (fused linear + bias + activation) and
 the adversarial loss is fastgan.nn.GANLoss, so they run through fastgan's kernels on a
@@ -23,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -103,7 +104,7 @@ def _mlp(sizes: list[int], act: str, out_act: str) -> nn.Sequential:
 class Generator(nn.Module):
     """condition [B, items + features] -> item scores [B, items]."""
 
-    def __init__(self, n_items: int, n_features: int, hidden: int, layers: int, act: str, output_act: str = "sigmoid"):
+    def __init__(self, n_items: int, n_features: int, hidden: int, layers: int, act: str, output_act: str = "linear"):
         super().__init__()
         self.net = _mlp([n_items + n_features, *[hidden] * layers, n_items], act, output_act)
 
@@ -257,9 +258,6 @@ class CFGAN:
     def refit_config(self) -> CFGANConfig:
         """The config that retrains for the epochs early stopping chose, with no validation."""
         return replace(self.config, epochs=self.log.best_epoch)
-
-    def describe(self) -> dict:
-        return asdict(self.config)
 
 
 def _k(metric: str) -> int:
