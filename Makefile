@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install "$(TORCH)"
 	$(PY) -m pip install -e ".[test]"
+	# MovieLens-100K ships inside recbole; --no-deps: only its data files are read
+	# (fastgan.recsys), none of its code or dependencies is needed.
+	$(PY) -m pip install --no-deps recbole==1.2.1
 	touch $@
 
 test: install
