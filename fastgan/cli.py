@@ -406,7 +406,7 @@ def run_eval(args) -> int:
         raise UsageError(f"fastgan eval: error: {error}") from None
     count = f"{report['samples']} samples" + (f" against {report['reference']} real" if report["reference"] else "")
     print(f"{report['checkpoint']}: step {report['step']}, data {report['data']}, {report['generator']} generator; "
-          f"{args.seeds} seed(s) x {count}; mean ± std over seeds")
+          f"{args.seeds} seed(s) x {count}; mean ± std over seeds\ntrained with: {report['train_command']}")
     print(evaluation.format_report(report))
     if args.json:
         record = {"command": _eval_command(args), **provenance(), **evaluation.as_json(report)}

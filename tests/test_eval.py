@@ -10,9 +10,10 @@ from PIL import Image
 from torch import nn
 
 from fastgan import metrics as M
-from fastgan.cli import main
+from fastgan.cli import _given_options, build_parser, main
 from fastgan.data import digits
 from fastgan.train import evaluation, load_generator
+from fastgan.train.recipes import resolve
 
 TINY = ["--width", "8", "--latent", "4", "--batch-size", "16", "--no-progress"]
 
@@ -37,6 +38,11 @@ def test_eval_of_a_ring_checkpoint_matches_scoring_its_generator_by_hand(tmp_pat
     record = json.loads((tmp_path / "scores.json").read_text())
     assert record["metric"] == "modes_conditional" and record["samples"] == 2500
     assert record["command"] == "fastgan eval --ckpt ring --seeds 1" and record["commit"] is not None
+    # The recorded training command trains exactly this run again.
+    stored = torch.load(tmp_path / "ring" / "checkpoint.pt", weights_only=True)["config"]["run"]["options"]
+    again = resolve(_given_options(build_parser().parse_args(record["train_command"].split()[1:])))
+    assert record["train_command"].startswith("fastgan train --data ring ") and "--steps 3" in record["train_command"]
+    assert {k: v for k, v in again.items() if k != "no_progress"} == {k: v for k, v in stored.items()}
 
     # The same score computed here from the EMA generator: seed 0, the protocol's 2,500
     # samples with conditions cycling over the 8 modes.

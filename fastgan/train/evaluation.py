@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import metrics as M
 from . import checkpoint as ckpt
-from .recipes import data_kind, load_data
+from .recipes import data_kind, load_data, resolve
 
 # Larger image sets are scored against a random subset of this many real images: the
 # k-NN scores compare every fake with every real sample.
@@ -123,8 +123,24 @@ def evaluate_checkpoint(path, *, seeds=(0, 1, 2), ema: bool = True, device="cpu"
     report = evaluate_generator(generator, data, seeds=seeds, samples=samples, device=device)
     used_ema = ema and state.get("generator_ema") is not None
     report.update(checkpoint=str(ckpt.resolve_path(path)), step=int(state["step"]), data=opts["data"],
-                  generator="ema" if used_ema else "trained", options=opts)
+                  generator="ema" if used_ema else "trained", options=opts, train_command=train_command(opts))
     return report
+
+
+# Options that do not change what is trained, left out of train_command.
+_OUTPUT_ONLY = {"data_kind", "threads", "checkpoint_every", "sample_every", "log_every"}
+
+
+def train_command(options: dict) -> str:
+    """The `fastgan train` command for a run's stored options: --data, then every
+    option that differs from the data's preset."""
+    preset = resolve({"data": options["data"]})
+    words = ["fastgan", "train", "--data", str(options["data"])]
+    for name, value in options.items():
+        if name in _OUTPUT_ONLY or name == "data" or value is None or value == preset.get(name):
+            continue
+        words += ["--" + name.replace("_", "-"), ",".join(value) if isinstance(value, list) else str(value)]
+    return " ".join(words)
 
 
 def format_report(report: dict) -> str:
