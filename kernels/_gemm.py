@@ -148,3 +148,19 @@ def saved_or_none(op: str, s, grad: torch.Tensor, act: str, clamp):
             f"{tuple(grad.shape)}, got {got}"
         )
     return s
+
+
+def clamp_arg(clamp, act: str, s: torch.Tensor | None) -> float:
+    """The clamp value a kernel receives (0.0 when there is none).
+
+    In a backward launch (s given) the clamp mask is read off the saved output:
+    |y| < clamp. The forward stored a clamped y as clamp rounded to y's dtype (0.8 is
+    0.7998 in float16), so the bound compared with it must be rounded the same way, or
+    every clamped element of a 16-bit y would look unclamped and pass its gradient.
+    silu recomputes y in float32 from the saved z, so its bound stays exact.
+    """
+    if clamp is None:
+        return 0.0
+    if s is not None and act != "silu":
+        return float(torch.tensor(float(clamp), dtype=s.dtype))
+    return float(clamp)

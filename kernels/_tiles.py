@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
 import torch
@@ -87,15 +87,21 @@ def tile_from_dict(d: dict, where: str) -> Tile:
     return validate(tile, where)
 
 
-# The interpreter's fixed configs: test shapes are small (a few hundred GEMM rows), so
-# one or two programs cover a layer; BLOCK_K 32 keeps the flattened-K path (small
-# channel counts) in play for the odd channel counts the property tests draw.
+# The interpreter's config: the largest tiles, each dimension cut down to the problem's
+# (rounded up to a power of two, at least 16). The interpreter pays per Triton
+# operation (a numpy call plus type checks) and per element of a tile, not per useful
+# element: a tile as large as the problem means the fewest programs and loop
+# iterations with the least padding, which is what makes the DCGAN-64 layer shapes
+# affordable in CI. (The property tests also force small tiles, to cover the
+# multi-tile and per-tap paths.)
 INTERPRETER = {
-    "conv": Tile(BLOCK_M=128, BLOCK_N=32, BLOCK_K=32, GROUP_M=1),
-    "conv_wgrad": Tile(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, GROUP_M=1),
-    "gemm": Tile(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=1),
-    "gemm_wgrad": Tile(BLOCK_M=32, BLOCK_N=32, BLOCK_K=64, GROUP_M=1),
+    "conv": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, GROUP_M=1),
+    "conv_wgrad": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=256, GROUP_M=1),
+    "gemm": Tile(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1),
+    "gemm_wgrad": Tile(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1),
 }
+
+
 # The interpreter pretends to have this many processors, so that the split-K choice
 # (and with it the partial-sum path) is exercised by the tests.
 INTERPRETER_PROCESSORS = 4
@@ -191,7 +197,13 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
     if kind in _forced:
         return _forced[kind]
     if interpreting() or device.type == "cpu":
-        return INTERPRETER[kind]
+        largest = INTERPRETER[kind]
+        return replace(
+            largest,
+            BLOCK_M=min(largest.BLOCK_M, _bucket(m)),
+            BLOCK_N=min(largest.BLOCK_N, _bucket(n)),
+            BLOCK_K=min(largest.BLOCK_K, _bucket(k)),
+        )
     table = load_table(table_name_for(device))[kind]
     return table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
 

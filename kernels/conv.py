@@ -60,6 +60,7 @@ from ._gemm import (
     check_act,
     check_shape,
     check_tensors,
+    clamp_arg,
     gradient_operand,
     grouped_tile,
     partials_buffer,
@@ -250,7 +251,8 @@ def _conv_wgrad_kernel(
         th = tap_group // TMAX_W
         tw = tap_group % TMAX_W
         cx = cols
-        col_ok = (cx < C_X) & (th < taps_h) & (tw < taps_w)
+        # (cx * 0 + ...: a tensor-scalar `&` of comparisons is int32 in the interpreter.)
+        col_ok = (cx < C_X) & (cx * 0 + th < taps_h) & (cx * 0 + tw < taps_w)
         th_b = th
         tw_b = tw
     if TRANSPOSED:
@@ -345,7 +347,8 @@ def _launch_gather(op, a, s, weight, bias, out, z, kernel_transposed, stride, pa
     else:
         qh, qw, phases, taps = oh, ow, 1, kh * kw
     rows = nb * qh * qw
-    tile = _tiles.pick("conv", a.device, a.dtype, rows * phases, c_y, taps * c_a)
+    # (m, n, k) of one phase's GEMM.
+    tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
     flat_k = c_a < tile.BLOCK_K
     s_ = s if s is not None else a
     grid = (triton.cdiv(rows, tile.BLOCK_M) * triton.cdiv(c_y, tile.BLOCK_N), phases)
@@ -356,7 +359,7 @@ def _launch_gather(op, a, s, weight, bias, out, z, kernel_transposed, stride, pa
         *a.stride(), *s_.stride(),
         weight.stride(k_dim), weight.stride(n_dim), weight.stride(2), weight.stride(3),
         *out.stride(),
-        float(alpha), float(gain), float(clamp or 0.0), float(out_scale),
+        float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
         TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
@@ -441,7 +444,7 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
     else:
         qh, qw, phases, tmax_h, tmax_w = oh, ow, 1, kh, kw
     positions = nb * qh * qw
-    tile = _tiles.pick("conv_wgrad", x.device, x.dtype, c_g, kh * kw * c_x, positions * phases)
+    tile = _tiles.pick("conv_wgrad", x.device, x.dtype, c_g, tmax_h * tmax_w * c_x, positions)
     flat_n = c_x < tile.BLOCK_N
     if flat_n:
         col_tiles, tap_groups = triton.cdiv(tmax_h * tmax_w * c_x, tile.BLOCK_N), 1
@@ -470,7 +473,7 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
         kh, kw, sh, sw, padding[0], padding[1], phases, tmax_w, tap_groups,
         *grad.stride(), *s_.stride(), *x.stride(),
         *so,
-        float(alpha), float(gain), float(clamp or 0.0), 1.0 if prologue else float(gain),
+        float(alpha), float(gain), clamp_arg(clamp, act, s), 1.0 if prologue else float(gain),
         iters_per_split,
         TRANSPOSED=bool(transposed), FLAT_N=flat_n,
         ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),

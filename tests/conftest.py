@@ -5,6 +5,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # Kernel launchers fill their outputs with NaN before each launch: an element a kernel
 # forgets to write can never pass a comparison.
 os.environ.setdefault("FASTGAN_POISON_OUTPUTS", "1")
+# The interpreter runs tl.dot as one small numpy matmul per program, from one thread:
+# OpenBLAS's worker threads only contend for the (few, shared) CPU cores, which made
+# single 128x128 products take up to 30 ms instead of 0.1 ms. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
