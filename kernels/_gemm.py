@@ -47,14 +47,15 @@ def gradient_operand(g_ptr, s_ptr, g_off, s_off, mask, alpha, gain, clamp,
 
 
 @triton.jit
-def bias_act_store(acc, bias_ptr, cols, col_ok, y_ptr, z_ptr, y_off, mask, alpha, gain, clamp, out_scale,
+def bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, mask, alpha, gain, clamp, out_scale,
                    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, EPILOGUE: tl.constexpr,
                    HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr):
     """Store clamp(act(acc + bias) * gain) (EPILOGUE) or acc * out_scale, cast to y's
-    dtype; with STORE_Z also the pre-activation acc + bias (z shares y's layout)."""
+    dtype; with STORE_Z also the pre-activation acc + bias (z shares y's layout). The
+    bias is read through its stride s_bias (an expanded bias has stride 0)."""
     z = acc * out_scale
     if HAS_BIAS:
-        b = tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(acc.dtype)
+        b = tl.load(bias_ptr + cols * s_bias, mask=col_ok, other=0.0).to(acc.dtype)
         z = z + b[None, :]
     if EPILOGUE:
         y = KA.apply_act(z, ACT, alpha, gain, clamp, HAS_CLAMP)

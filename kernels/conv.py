@@ -105,7 +105,7 @@ def _conv_gather_kernel(
     sa_n, sa_c, sa_h, sa_w,
     ss_n, ss_c, ss_h, ss_w,
     sw_k, sw_n, sw_r, sw_s,
-    sy_n, sy_c, sy_h, sy_w,
+    sy_n, sy_c, sy_h, sy_w, s_bias,
     alpha, gain, clamp, out_scale,
     TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
@@ -192,7 +192,7 @@ def _conv_gather_kernel(
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + cols[None, :] * sy_c
-    bias_act_store(acc, bias_ptr, cols, col_ok, y_ptr, z_ptr, y_off, row_ok[:, None] & col_ok[None, :],
+    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, row_ok[:, None] & col_ok[None, :],
                    alpha, gain, clamp, out_scale, ACT, HAS_CLAMP, EPILOGUE, HAS_BIAS, STORE_Z)
 
 
@@ -358,7 +358,7 @@ def _launch_gather(op, a, s, weight, bias, out, z, kernel_transposed, stride, pa
         kh, kw, sh, sw, ph, pw,
         *a.stride(), *s_.stride(),
         weight.stride(k_dim), weight.stride(n_dim), weight.stride(2), weight.stride(3),
-        *out.stride(),
+        *out.stride(), bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
         TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
         ACT=act, HAS_CLAMP=clamp is not None,

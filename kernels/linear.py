@@ -44,7 +44,7 @@ from ._gemm import (
 def _gemm_kernel(
     a_ptr, s_ptr, b_ptr, bias_ptr, c_ptr, z_ptr, rowsum_ptr,
     M, N, K,
-    sa_m, sa_k, ss_m, ss_k, sb_k, sb_n, sc_m, sc_n, sc_split,
+    sa_m, sa_k, ss_m, ss_k, sb_k, sb_n, sc_m, sc_n, sc_split, s_bias,
     alpha, gain, clamp, out_scale,
     ITERS_PER_SPLIT,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
@@ -85,7 +85,7 @@ def _gemm_kernel(
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     c_off = split * sc_split + rows[:, None] * sc_m + cols[None, :] * sc_n
-    bias_act_store(acc, bias_ptr, cols, col_ok, c_ptr, z_ptr, c_off, row_ok[:, None] & col_ok[None, :],
+    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, c_ptr, z_ptr, c_off, row_ok[:, None] & col_ok[None, :],
                    alpha, gain, clamp, out_scale, ACT, HAS_CLAMP, EPILOGUE, HAS_BIAS, STORE_Z)
     if ROW_SUM:
         rsum = rsum * out_scale
@@ -107,6 +107,7 @@ def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_
         a, s if s is not None else a, b, bias if bias is not None else c, c, z if z is not None else c,
         rowsum if rowsum is not None else c,
         m, n, k, *strides_a, *strides_s, *strides_b, *strides_c, split_stride,
+        bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
         iters_per_split if iters_per_split is not None else triton.cdiv(k, tile.BLOCK_K),
         ACT=act, HAS_CLAMP=clamp is not None,
