@@ -20,6 +20,7 @@ enforce it, so it is enforced here for the interpreter's configs too).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from dataclasses import asdict, dataclass, replace
@@ -136,20 +137,19 @@ def config_names() -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-@functools.lru_cache(maxsize=None)
-def load_table(name: str) -> dict:
-    """{kind: {"default": Tile, "by_shape": {key: Tile}}} from configs/<name>.json, every
-    entry validated; a missing kind falls back to default.json's."""
-    path = resources.files(CONFIG_PACKAGE) / "configs" / name
-    raw = json.loads(path.read_text())
+def parse_table(raw: dict, name: str, fallback: dict | None) -> dict:
+    """{kind: {"default": Tile, "by_shape": {key: Tile}}} from a config file's JSON,
+    every entry validated; a kind the file leaves out takes `fallback`'s entry."""
     table = {}
     for kind in KINDS:
         entry = raw.get(kind)
         if entry is None:
-            if name == "default.json":
-                raise ValueError(f"configs/default.json has no entry for kernel kind {kind!r}")
-            table[kind] = load_table("default.json")[kind]
+            if fallback is None:
+                raise ValueError(f"configs/{name} has no entry for kernel kind {kind!r}")
+            table[kind] = fallback[kind]
             continue
+        if "default" not in entry:
+            raise ValueError(f"configs/{name}: kind {kind!r} has no 'default' tile")
         table[kind] = {
             "default": tile_from_dict(entry["default"], f"configs/{name} {kind} default"),
             "by_shape": {
@@ -158,6 +158,14 @@ def load_table(name: str) -> dict:
             },
         }
     return table
+
+
+@functools.lru_cache(maxsize=None)
+def load_table(name: str) -> dict:
+    """The parsed configs/<name> (kinds it leaves out come from default.json)."""
+    raw = json.loads((resources.files(CONFIG_PACKAGE) / "configs" / name).read_text())
+    fallback = None if name == "default.json" else load_table("default.json")
+    return parse_table(raw, name, fallback)
 
 
 @functools.lru_cache(maxsize=None)
@@ -182,6 +190,20 @@ def table_name_for(device: torch.device) -> str:
 
 # Tiles forced by the caller (the GPU test sweep and the tuning script), per kind.
 _forced: dict[str, Tile] = {}
+# While `recording()` is active: the (kind, shape key) of every lookup, in order.
+_recorded: list | None = None
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the (kind, shape key) each launch looks its tile up by (the tuning script
+    learns from it which keys the DCGAN layers use, with the launchers' own rule)."""
+    global _recorded
+    before, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = before
 
 
 def force(kind: str, tile: Tile | None) -> None:
@@ -194,6 +216,8 @@ def force(kind: str, tile: Tile | None) -> None:
 
 def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int) -> Tile:
     """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k)."""
+    if _recorded is not None:
+        _recorded.append((kind, shape_key(dtype, m, n, k)))
     if kind in _forced:
         return _forced[kind]
     if interpreting() or device.type == "cpu":
