@@ -98,7 +98,7 @@ def tile_from_dict(d: dict, where: str) -> Tile:
 INTERPRETER = {
     "conv": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, GROUP_M=1),
     "conv_wgrad": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=256, GROUP_M=1),
-    "gemm": Tile(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1),
+    "gemm": Tile(BLOCK_M=128, BLOCK_N=256, BLOCK_K=128, GROUP_M=1),
     "gemm_wgrad": Tile(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1),
 }
 

@@ -331,11 +331,37 @@ def _weight_for_loads(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _launch_gather(op, a, s, weight, bias, out, z, kernel_transposed, stride, padding,
+def _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale):
+    """A transposed convolution of a 1 x 1 input without padding (a generator's latent
+    projection; the input gradient of a conv whose output is 1 x 1) is a plain GEMM:
+    out[n, (r, s, co)] = sum_c a[n, c] W[c, co, r, s]. Run as such it skips the taps
+    that the phase kernel would multiply with padding (15 of 16 for a 4 x 4 kernel).
+    With the weight channels_last (one weight-sized copy unless it already is), the
+    (r, s, co) of a [C_A, C_Y, kh, kw] weight are contiguous, as are the (oh, ow, co)
+    of the channels_last output: both are 2-D matrices for the GEMM kernel."""
+    from . import linear as KL
+
+    nb, c_a = a.shape[:2]
+    c_y, kh, kw = out.shape[1], out.shape[2], out.shape[3]
+    n = kh * kw * c_y
+    w_mat = weight.contiguous(memory_format=torch.channels_last)
+    w_mat = w_mat.as_strided((c_a, n), (w_mat.stride(0), 1))
+    y_mat = out.as_strided((nb, n), (out.stride(0), 1))
+    z_mat = None if z is None else z.as_strided((nb, n), (z.stride(0), 1))
+    bias_cols = None if bias is None else bias.repeat(kh * kw)  # bias of column (r, s, co)
+    tile = _tiles.pick("gemm", a.device, a.dtype, nb, n, c_a)
+    KL._launch(a, s, w_mat, bias_cols, y_mat, z_mat, None, nb, n, c_a, (a.stride(0), a.stride(1)),
+               (s.stride(0), s.stride(1)) if s is not None else (0, 0), w_mat.stride(), y_mat.stride(),
+               act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+
+
+def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
                    act, alpha, gain, clamp, prologue, epilogue, out_scale):
     nb, c_a, h, w = a.shape
     c_y, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = weight.shape[2], weight.shape[3]
+    if kernel_transposed and (h, w) == (1, 1) and list(padding) == [0, 0] and (oh, ow) == (kh, kw):
+        return _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale)
     sh, sw = stride
     ph, pw = padding
     weight = _weight_for_loads(weight)
@@ -389,7 +415,7 @@ def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, 
         raise ValueError(f"{op}: the output would be {oh} x {ow}")
     y = new_output((x.shape[0], c_out, oh, ow), x.dtype, x.device, torch.channels_last)
     z = new_output(y.shape, x.dtype, x.device, torch.channels_last) if needs_preactivation(act) else None
-    _launch_gather(op, x, None, weight, bias, y, z, transposed, stride, padding,
+    _launch_gather(x, None, weight, bias, y, z, transposed, stride, padding,
                    act, alpha, gain, clamp, prologue=False, epilogue=True, out_scale=1.0)
     return y, (z if z is not None else x.new_empty(0))
 
@@ -415,7 +441,7 @@ def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act,
                          f"geometry does not produce (expected {tuple(expect)})")
     gx = new_output((grad.shape[0], c_in, h, w), grad.dtype, grad.device, torch.channels_last)
     prologue = s is not None
-    _launch_gather(op, grad, s, weight, None, gx, None, not transposed, stride, padding,
+    _launch_gather(grad, s, weight, None, gx, None, not transposed, stride, padding,
                    act, alpha, gain, clamp, prologue=prologue, epilogue=False,
                    out_scale=1.0 if prologue else gain)
     return gx

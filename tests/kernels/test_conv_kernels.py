@@ -8,13 +8,14 @@ every launch (tests/conftest.py), inputs are fresh random tensors per example.
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from torch.autograd import gradgradcheck
 
 import fastgan
 from dcgan import layer_shapes
 from fastgan import functional as FG
-from kernel_cases import forced_tiles, tile_choices
+from fastgan.reference.conv import output_size
+from kernel_cases import SMALL, forced_tiles, tile_choices
 from strategies import activation, conv_case, seeds
 from test_functional import check_against_torch, conv_inputs, torch_act
 from utils import Rand, leaf
@@ -26,7 +27,17 @@ DTYPES = [torch.float32, torch.float16]
 MAX_CHANNELS = 20
 
 
+def _programs(n, hw, channels, block=16):
+    return -(-n * hw[0] * hw[1] // block) * -(-channels // block)
+
+
 def _run_conv_case(case, act, seed, tiles, dtype, transposed):
+    if tiles is SMALL:
+        # 16 x 16 tiles: one interpreted program per 16 output rows and channels. Keep
+        # the count (and the test's time) bounded; larger shapes run with large tiles.
+        out_hw = output_size((case["h"], case["w"]), case["kernel"], case["stride"], case["padding"],
+                             case["output_padding"], transposed)
+        assume(_programs(case["n"], out_hw, case["c_out"]) + _programs(case["n"], (case["h"], case["w"]), case["c_in"]) <= 40)
     rand = Rand(seed)
     x, w, b = conv_inputs(case, dtype, transposed, rand)
     if transposed:
@@ -97,7 +108,10 @@ def test_dcgan64_layer_matches_reference(name, transposed, x_shape, w_shape, str
 
 @pytest.mark.parametrize(
     "transposed,act,clamp",
-    [(False, "silu", None), (False, "tanh", 0.9), (True, "sigmoid", None), (True, "lrelu", 1.5)],
+    # silu saves z (its second order runs through dL/dz); tanh with a clamp reads its
+    # derivative and the clamp mask off y. Every act's second order is checked on the
+    # reference backend in tests/test_double_backward.py; here the kernels are the point.
+    [(False, "silu", None), (True, "tanh", 0.9)],
 )
 def test_conv_gradgradcheck_through_kernels(transposed, act, clamp):
     """Second order (R1 / WGAN-GP) through the kernels, float64: the backward's own
