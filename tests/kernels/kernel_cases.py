@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from fastgan.kernels import _tiles
@@ -29,3 +30,9 @@ def forced_tiles(tiles: dict | None):
 
 # None half the time: the interpreter's problem-sized tiles (one program, flattened K).
 tile_choices = st.sampled_from([None, SMALL])
+
+
+# Examples per kernel property test: 3/5 of the active profile's count (12 under the
+# default profile of 20, whose full suite has to stay within a few minutes on the
+# interpreter; 180 under HYPOTHESIS_PROFILE=thorough).
+EXAMPLES = max(1, settings.default.max_examples * 3 // 5)

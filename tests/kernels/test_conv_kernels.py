@@ -15,7 +15,7 @@ import fastgan
 from dcgan import layer_shapes
 from fastgan import functional as FG
 from fastgan.reference.conv import output_size
-from kernel_cases import SMALL, forced_tiles, tile_choices
+from kernel_cases import EXAMPLES, SMALL, forced_tiles, tile_choices
 from strategies import activation, conv_case, seeds
 from test_functional import check_against_torch, conv_inputs, torch_act
 from utils import Rand, leaf
@@ -60,7 +60,7 @@ def _run_conv_case(case, act, seed, tiles, dtype, transposed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=12)
+@settings(max_examples=EXAMPLES)
 @given(case=conv_case(transposed=False, max_spatial=7, max_channels=MAX_CHANNELS), act=activation(),
        seed=seeds, tiles=tile_choices)
 def test_conv2d_kernels_match_reference(dtype, case, act, seed, tiles):
@@ -68,7 +68,7 @@ def test_conv2d_kernels_match_reference(dtype, case, act, seed, tiles):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=12)
+@settings(max_examples=EXAMPLES)
 @given(case=conv_case(transposed=True, max_spatial=6, max_channels=MAX_CHANNELS), act=activation(),
        seed=seeds, tiles=tile_choices)
 def test_conv_transpose2d_kernels_match_reference(dtype, case, act, seed, tiles):

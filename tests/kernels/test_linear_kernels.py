@@ -11,7 +11,7 @@ from torch.autograd import gradgradcheck
 
 import fastgan
 from fastgan import functional as FG
-from kernel_cases import forced_tiles, tile_choices
+from kernel_cases import EXAMPLES, forced_tiles, tile_choices
 from strategies import activation, seeds
 from test_functional import check_against_torch, torch_act
 from utils import Rand, leaf
@@ -20,7 +20,7 @@ features = st.one_of(st.sampled_from([1, 3]), st.integers(1, 40))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@settings(max_examples=12)
+@settings(max_examples=EXAMPLES)
 @given(
     lead=st.lists(st.integers(1, 5), min_size=0, max_size=2),
     k=features,
