@@ -131,10 +131,11 @@ def shape_key(dtype: torch.dtype, m: int, n: int, k: int) -> str:
 CONFIG_PACKAGE = "fastgan.kernels"
 
 
-def config_names() -> list[str]:
-    """File names of every shipped config table (for the GPU sweep test)."""
+@functools.lru_cache(maxsize=None)
+def config_names() -> tuple[str, ...]:
+    """File names of every shipped config table (listed once: launches look them up)."""
     folder = resources.files(CONFIG_PACKAGE) / "configs"
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
+    return tuple(sorted(p.name for p in folder.iterdir() if p.name.endswith(".json")))
 
 
 def parse_table(raw: dict, name: str, fallback: dict | None) -> dict:
@@ -183,9 +184,15 @@ def device_key(device: torch.device) -> str:
     return _device_info(device.index or 0)[0]
 
 
-def table_name_for(device: torch.device) -> str:
-    name = f"{device_key(device)}.json"
+@functools.lru_cache(maxsize=None)
+def _table_name_for_index(index: int) -> str:
+    name = f"{_device_info(index)[0]}.json"
     return name if name in config_names() else "default.json"
+
+
+def table_name_for(device: torch.device) -> str:
+    """The config file used on `device`: its own, else default.json."""
+    return _table_name_for_index(device.index or 0)
 
 
 # Tiles forced by the caller (the GPU test sweep and the tuning script), per kind.
