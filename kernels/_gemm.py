@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgan.reference.activations import ACTIVATIONS, needs_saved
+from fastgan.reference.activations import ACTIVATIONS, clamp_as_saved, needs_saved
 
 from . import activation as KA
 from ._common import accumulator_dtype, new_output
@@ -152,16 +152,8 @@ def saved_or_none(op: str, s, grad: torch.Tensor, act: str, clamp):
 
 
 def clamp_arg(clamp, act: str, s: torch.Tensor | None) -> float:
-    """The clamp value a kernel receives (0.0 when there is none).
-
-    In a backward launch (s given) the clamp mask is read off the saved output:
-    |y| < clamp. The forward stored a clamped y as clamp rounded to y's dtype (0.8 is
-    0.7998 in float16), so the bound compared with it must be rounded the same way, or
-    every clamped element of a 16-bit y would look unclamped and pass its gradient.
-    silu recomputes y in float32 from the saved z, so its bound stays exact.
-    """
+    """The clamp value a kernel receives (0.0 when there is none); in a backward launch
+    (s given) rounded like the saved output (see reference.activations.clamp_as_saved)."""
     if clamp is None:
         return 0.0
-    if s is not None and act != "silu":
-        return float(torch.tensor(float(clamp), dtype=s.dtype))
-    return float(clamp)
+    return float(clamp_as_saved(clamp, act, s.dtype) if s is not None else clamp)
