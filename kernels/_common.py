@@ -38,3 +38,23 @@ def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> t
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 accumulation for 16- and 32-bit inputs, float64 for float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """True if t's elements fill exactly numel consecutive slots from its data pointer
+    (non-overlapping and dense, in any dimension order)."""
+    expected = 1
+    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def new_output_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An output shaped and strided like t (torch.empty_like: t's strides when t is
+    dense, else dense strides in t's dimension order), poisoned like new_output."""
+    out = torch.empty_like(t, dtype=dtype)
+    if _poison:
+        out.fill_(float("nan"))
+    return out
