@@ -5,8 +5,10 @@ interpreter switch that selects the one fixed tile config."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
+import numpy as np
 import torch
 
 _poison = os.environ.get("FASTGAN_POISON_OUTPUTS", "0") == "1"
@@ -58,3 +60,12 @@ def new_output_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
     if _poison:
         out.fill_(float("nan"))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def split_float32(value: float) -> tuple[float, float]:
+    """value = hi + lo with hi and lo float32 numbers: a Python float reaches a compiled
+    kernel as float32, so a float64 kernel that needs a constant (eps, a label) to more
+    than 24 bits takes it as this pair and adds (x + hi) + lo."""
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))

@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from . import activation as KA
-from ._common import accumulator_dtype, interpreting, new_output, new_output_like
+from ._common import accumulator_dtype, interpreting, new_output, new_output_like, split_float32
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -430,12 +430,6 @@ def _next_pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 
 
-def _split_float(value: float) -> tuple[float, float]:
-    """value = hi + lo with hi, lo float32: kernel float scalars are float32."""
-    hi = float(torch.tensor(value, dtype=torch.float32))
-    return hi, float(torch.tensor(value - hi, dtype=torch.float32))
-
-
 class _Plan:
     """Layout, tile shape and work split of one call. x is the tensor the kernels read:
     the input itself when it is NCHW or channels_last, else an NCHW copy."""
@@ -466,8 +460,8 @@ class _Plan:
         self.channel_blocks = triton.cdiv(c, self.block_c)
         # Split path: enough row programs to fill `target_programs`, each with an equal
         # run of consecutive tiles.
-        rows = max(1, min(self.num_tiles, cfg.target_programs // self.channel_blocks))
-        self.tiles_per_program = triton.cdiv(self.num_tiles, rows)
+        rows = max(1, min(self.num_tiles, cfg.target_programs // max(self.channel_blocks, 1)))
+        self.tiles_per_program = max(triton.cdiv(self.num_tiles, rows), 1)  # x may be empty
         self.row_programs = triton.cdiv(self.num_tiles, self.tiles_per_program)
         self.fused = self.row_programs == 1 or self.num_tiles <= cfg.fused_max_tiles
         self.block_p = min(_next_pow2(self.row_programs), cfg.finalize_block_p)
@@ -560,7 +554,7 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
         mean, var = x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
     if x.numel() == 0:
         return plan.restore(y), plan.restore(z) if act == "silu" else z, mean, var
-    eps_hi, eps_lo = _split_float(eps)
+    eps_hi, eps_lo = split_float32(eps)
     geometry = plan.geometry()
     common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
@@ -620,7 +614,7 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
         return plan.restore(gx), gw, gb
     g = plan.in_layout(grad)
     s = plan.in_layout(s) if act != "linear" else g
-    eps_hi, eps_lo = _split_float(eps)
+    eps_hi, eps_lo = split_float32(eps)
     geometry = plan.geometry()
     w = weight if weight is not None else x
     common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,

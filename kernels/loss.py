@@ -43,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import accumulator_dtype, interpreting, is_dense, new_output, new_output_like
+from ._common import accumulator_dtype, interpreting, is_dense, new_output, new_output_like, split_float32
 
 KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
 REDUCTIONS = ("mean", "sum", "none")
@@ -264,13 +264,6 @@ def _check_args(kind: str, reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def _split_float(value: float) -> tuple[float, float]:
-    """value = hi + lo with hi, lo float32: kernel float scalars are float32."""
-    hi = float(torch.tensor(value, dtype=torch.float32))
-    lo = float(torch.tensor(value - hi, dtype=torch.float32))
-    return hi, lo
-
-
 class _Side:
     """One side's logits in a dense layout and its outputs, allocated with the same
     strides (empty_like), so that the kernel walks input and outputs in memory order."""
@@ -304,7 +297,7 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         partials = torch.empty(2 * programs, dtype=acc, device=device)
         counter = torch.zeros(1, dtype=torch.int32, device=device)
     b = side_b if side_b is not None else side_a
-    label_hi, label_lo = _split_float(real_label)
+    label_hi, label_lo = split_float32(real_label)
     _adversarial_loss_kernel[(programs,)](
         side_a.logits, side_a.grad, side_a.terms, side_a.out, side_a.n, side_a.tiles,
         b.logits, b.grad, b.terms, b.out, b.n, b.tiles,
