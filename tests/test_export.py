@@ -3,7 +3,6 @@ ops in an exported graph, the exported program against the fused generator for e
 kind of condition, one real AOTInductor package, and the command's one-line errors.
 (The C++ sampler's end-to-end test is the ctest in CMakeLists.txt.)"""
 
-
 import pytest
 import torch
 from torch import nn
