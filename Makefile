@@ -1,14 +1,18 @@
 # One command for a newcomer on a fresh Linux machine: `make test` makes a virtual
-# environment in .venv, installs fastgan with its test tools, and runs the suite on
-# the CPU (Triton kernels through Triton's interpreter).
+# environment in .venv, installs fastgan with its test tools, runs the suite on the CPU
+# (Triton kernels through Triton's interpreter), then builds the C++ sampler against
+# the wheel's libtorch and runs its end-to-end ctest (needs cmake and a C++17 compiler).
 PYTHON ?= python3
 VENV ?= .venv
 # Pinned: an open range pulls the newest (multi-GB CUDA) wheel.
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BUILD ?= build
+# Two jobs: CI machines (and this project's shared ones) have two cores.
+JOBS ?= 2
 
-.PHONY: install test clean
+.PHONY: install test native clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +27,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 test: install
 	TRITON_INTERPRET=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) native
+
+# fastgan-sample (native/) and its ctest: export small generators, sample them from C++
+# and from Python with the same seed and condition, compare.
+native: install
+	cmake -S . -B $(BUILD) -DFASTGAN_PYTHON=$(abspath $(PY))
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(BUILD) *.egg-info .pytest_cache .hypothesis

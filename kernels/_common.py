@@ -5,8 +5,10 @@ interpreter switch that selects the one fixed tile config."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
+import numpy as np
 import torch
 
 _poison = os.environ.get("FASTGAN_POISON_OUTPUTS", "0") == "1"
@@ -38,3 +40,32 @@ def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> t
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 accumulation for 16- and 32-bit inputs, float64 for float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """True if t's elements fill exactly numel consecutive slots from its data pointer
+    (non-overlapping and dense, in any dimension order)."""
+    expected = 1
+    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def new_output_like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An output shaped and strided like t (torch.empty_like: t's strides when t is
+    dense, else dense strides in t's dimension order), poisoned like new_output."""
+    out = torch.empty_like(t, dtype=dtype)
+    if _poison:
+        out.fill_(float("nan"))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def split_float32(value: float) -> tuple[float, float]:
+    """value = hi + lo with hi and lo float32 numbers: a Python float reaches a compiled
+    kernel as float32, so a float64 kernel that needs a constant (eps, a label) to more
+    than 24 bits takes it as this pair and adds (x + hi) + lo."""
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))

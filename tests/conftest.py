@@ -5,10 +5,13 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # Kernel launchers fill their outputs with NaN before each launch: an element a kernel
 # forgets to write can never pass a comparison.
 os.environ.setdefault("FASTGAN_POISON_OUTPUTS", "1")
-# One intra-op thread (subprocesses inherit it): the tests use small tensors, and on a
-# shared 2-core machine two OpenMP threads spin against each other (a gradgradcheck
-# test measured 32 s with one thread, 471 s with two, under load).
+# One intra-op thread for torch (OpenMP) and numpy (OpenBLAS; the interpreter runs each
+# tl.dot as a small numpy matmul), inherited by subprocesses: the tests use small
+# tensors, and on a shared 2-core machine worker threads spin against each other (a
+# gradgradcheck test took 471 s with two threads and 32 s with one; a 128x128 product
+# in the interpreter up to 30 ms instead of 0.1 ms). Set before torch and numpy load.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

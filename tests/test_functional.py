@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 import fastgan
 from fastgan import functional as FG
 from strategies import activation, conv_case, seeds
-from utils import Rand, assert_close, derivative_bound, grads, leaf, magnitudes, randn
+from utils import Rand, assert_close, clamp_ambiguous, derivative_bound, grads, leaf, magnitudes, randn
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -51,6 +51,9 @@ def check_against_torch(fast, plain, linear_part, act, inputs, dtype, randn):
     ref = plain(*ref_inputs)
     assert y.dtype == dtype
     upstream = randn(*y.shape, dtype=dtype)
+    with torch.no_grad():
+        z64 = linear_part(*[None if t is None else t.detach().double() for t in inputs])
+    upstream = upstream.masked_fill(clamp_ambiguous(z64, act, dtype), 0)
     y_mag, grad_mags = magnitudes(linear_part, inputs, upstream, derivative_bound(act["act"], act["alpha"], act["gain"]))
     assert_close(y, ref, dtype, "forward", magnitude=y_mag)
     got = grads(y, inputs, upstream)
@@ -155,3 +158,17 @@ def test_backend_reference_and_auto_agree_on_cpu():
     with fastgan.use_backend("auto"):
         b = FG.conv2d_bias_act(x, w, None, act="tanh")
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype,clamp", [(torch.float16, 0.8), (torch.float32, 0.7), (torch.float64, 0.7)])
+def test_clamped_outputs_pass_no_gradient(dtype, clamp):
+    """A clamped output is stored as clamp rounded to the output dtype (0.7998 for 0.8
+    in float16, 0.69999999 for 0.7 in float32): the backward must still see it as
+    clamped. x * w = [-1.68, 0.316]: the first is clamped, the second is not."""
+    x = torch.tensor([1.54, -0.29], dtype=dtype).view(1, 1, 1, 2).requires_grad_()
+    w = torch.tensor([-1.09], dtype=dtype).view(1, 1, 1, 1)
+    y = FG.conv2d_bias_act(x, w, None, clamp=clamp)
+    assert y[0, 0, 0, 0].item() == pytest.approx(-clamp, rel=1e-3)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert gx[0, 0, 0, 0].item() == 0.0
+    assert gx[0, 0, 0, 1].item() == pytest.approx(-1.09, rel=1e-3)

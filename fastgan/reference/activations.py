@@ -26,6 +26,19 @@ def needs_saved(act: str, clamp: float | None) -> bool:
     return act != "linear" or clamp is not None
 
 
+def clamp_as_saved(clamp: float | None, act: str, dtype: torch.dtype) -> float | None:
+    """The clamp bound to compare a saved tensor of `dtype` with, in a backward.
+
+    A clamped output is stored as the clamp rounded to its dtype (0.8 -> 0.7998 in
+    float16); the mask |y| < clamp must compare with that rounded value, or a backward
+    that upcasts the saved y first lets gradient through clamped elements. silu saves z
+    and recomputes y in the compute dtype, so its bound stays exact.
+    """
+    if clamp is None or needs_preactivation(act):
+        return clamp
+    return float(torch.tensor(clamp, dtype=dtype))
+
+
 def activation(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
     if act == "linear":
         return z

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .activations import DEFAULT_ALPHA, act_grad, bias_act, needs_preactivation
+from .activations import DEFAULT_ALPHA, act_grad, bias_act, clamp_as_saved, needs_preactivation
 from ._common import as_channels_last, compute_dtype, empty_like_nothing, upcast
 
 
@@ -75,7 +75,7 @@ def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, 
 
 def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
     """dL/dx of conv_fwd, given dL/dy (`grad`) and the saved s. channels_last."""
-    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp)
+    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     w = upcast(weight)
     if transposed:
         gx = F.conv2d(gz, w, None, stride, padding)
@@ -89,7 +89,7 @@ def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act,
 
 def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
     """(dL/dw, dL/db) of conv_fwd; dL/db is empty unless need_bias."""
-    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp)
+    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     xc = upcast(x)
     # A transposed convolution's weight [C_in, C_out, kh, kw] is, read as a conv2d weight
     # [out, in, kh, kw], the conv2d from its output side back to its input side: the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .activations import DEFAULT_ALPHA, act_grad, bias_act, needs_preactivation
+from .activations import DEFAULT_ALPHA, act_grad, bias_act, clamp_as_saved, needs_preactivation
 from ._common import empty_like_nothing, upcast
 
 
@@ -27,12 +27,12 @@ def linear_fwd(x, weight, bias, act, alpha, gain, clamp):
 
 
 def linear_grad_input(grad, s, weight, act, alpha, gain, clamp):
-    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp)
+    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     return (gz @ upcast(weight)).to(grad.dtype)
 
 
 def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
-    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp)
+    gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     gw = (gz.transpose(0, 1) @ upcast(x)).to(x.dtype)
     gb = gz.sum(0).to(grad.dtype) if need_bias else empty_like_nothing(grad)
     return gw, gb

@@ -1,0 +1,159 @@
+"""Pieces shared by the GEMM-shaped kernel families (conv.py, linear.py): program
+ordering, the incoming-gradient operand with the activation derivative applied as it
+is loaded, the bias + activation epilogue, the reduction of split-K partial sums, and
+the launcher checks every family makes before a launch."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgan.reference.activations import ACTIVATIONS, clamp_as_saved, needs_saved
+
+from . import activation as KA
+from ._common import accumulator_dtype, new_output
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Offsets are computed in int32: every tensor a kernel touches must be addressable so.
+MAX_ELEMENTS = 2**31 - 1
+
+
+@triton.jit
+def grouped_tile(pid, num_m, num_n, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of program `pid`, walking GROUP_M row tiles per column tile so
+    that programs running together share operand tiles in L2."""
+    per_group = GROUP_M * num_n
+    group = pid // per_group
+    first_m = group * GROUP_M
+    rows_in_group = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % rows_in_group
+    pid_n = (pid % per_group) // rows_in_group
+    return pid_m, pid_n
+
+
+@triton.jit
+def gradient_operand(g_ptr, s_ptr, g_off, s_off, mask, alpha, gain, clamp,
+                     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, PROLOGUE: tl.constexpr,
+                     ACC_DTYPE: tl.constexpr):
+    """A tile of the gradient with respect to the pre-activation, dL/dz = dL/dy * act'(s),
+    in the accumulator dtype. Without PROLOGUE (act linear, no clamp: act' is the
+    constant gain, which the caller applies to its result instead) s is never read."""
+    g = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC_DTYPE)
+    if PROLOGUE:
+        s = tl.load(s_ptr + s_off, mask=mask, other=0.0).to(ACC_DTYPE)
+        g = g * KA.act_derivative(s, ACT, alpha, gain, clamp, HAS_CLAMP)
+    return g
+
+
+@triton.jit
+def bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, mask, alpha, gain, clamp, out_scale,
+                   ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, EPILOGUE: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr):
+    """Store clamp(act(acc + bias) * gain) (EPILOGUE) or acc * out_scale, cast to y's
+    dtype; with STORE_Z also the pre-activation acc + bias (z shares y's layout). The
+    bias is read through its stride s_bias (an expanded bias has stride 0)."""
+    z = acc * out_scale
+    if HAS_BIAS:
+        b = tl.load(bias_ptr + cols * s_bias, mask=col_ok, other=0.0).to(acc.dtype)
+        z = z + b[None, :]
+    if EPILOGUE:
+        y = KA.apply_act(z, ACT, alpha, gain, clamp, HAS_CLAMP)
+    else:
+        y = z
+    tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+    if STORE_Z:
+        tl.store(z_ptr + y_off, z.to(z_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _sum_partials_kernel(ws_ptr, out_ptr, ROWS, LENGTH, BLOCK: tl.constexpr):
+    """out[l] = sum_r ws[r, l], cast to out's dtype (ws is [ROWS, LENGTH], contiguous)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < LENGTH
+    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
+    for r in range(1, ROWS):
+        acc += tl.load(ws_ptr + r * LENGTH + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def sum_partials(ws: torch.Tensor, out: torch.Tensor) -> None:
+    """Reduce the split-K partial sums ws [R, L] into the contiguous `out` (L elements).
+
+    A second launch rather than atomics: the result does not depend on the order in
+    which programs finish, so a training run is reproducible.
+    """
+    assert ws.is_contiguous() and out.is_contiguous() and ws.shape[1] == out.numel()
+    block = 1024
+    _sum_partials_kernel[(triton.cdiv(out.numel(), block),)](ws, out, ws.shape[0], out.numel(), BLOCK=block)
+
+
+def partials_buffer(rows: int, length: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """Workspace for split-K partial sums, in the accumulator dtype (poisoned under
+    test like every output: a slot no program writes would show up as NaN)."""
+    return new_output((rows, length), accumulator_dtype(dtype), device)
+
+
+def check_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:
+    """The preconditions every launcher shares: same device and dtype, a dtype the
+    kernels compute in, int32-addressable sizes. Returns the common dtype."""
+    present = {k: t for k, t in tensors.items() if t is not None}
+    first_name, first = next(iter(present.items()))
+    for name, t in present.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype}; the kernels take {SUPPORTED_DTYPES}")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but {first_name} has {first.dtype}")
+        if t.device != first.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but {first_name} is on {first.device}")
+        # The largest offset a kernel forms is sum((size - 1) * stride): it must fit int32.
+        span = sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()) if s > 0)
+        if t.numel() > MAX_ELEMENTS or span > MAX_ELEMENTS:
+            raise ValueError(
+                f"{op}: {name} (shape {tuple(t.shape)}, strides {t.stride()}) spans more than "
+                f"2**31 - 1 elements; the kernels address memory with int32 offsets"
+            )
+    return first.dtype
+
+
+def check_shape(op: str, name: str, t: torch.Tensor, shape) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+
+
+def acc_type(dtype: torch.dtype):
+    """The Triton accumulator dtype for operands of `dtype` (float64 stays float64)."""
+    return tl.float64 if accumulator_dtype(dtype) == torch.float64 else tl.float32
+
+
+def check_act(op: str, act: str, alpha: float, gain: float, clamp) -> None:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"{op}: act must be one of {ACTIVATIONS}, got {act!r}")
+    if not gain > 0:
+        raise ValueError(f"{op}: gain must be positive (the derivative is read off the sign of y), got {gain}")
+    if clamp is not None and not clamp > 0:
+        raise ValueError(f"{op}: clamp must be positive or None, got {clamp}")
+
+
+def saved_or_none(op: str, s, grad: torch.Tensor, act: str, clamp):
+    """s when the activation derivative needs it (checked to be shaped like grad), else
+    None: act linear without clamp has the constant derivative gain, and s is empty."""
+    if not needs_saved(act, clamp):
+        return None
+    if s is None or tuple(s.shape) != tuple(grad.shape):
+        got = None if s is None else tuple(s.shape)
+        raise ValueError(
+            f"{op}: act {act!r} (clamp {clamp}) needs the saved tensor s shaped like grad "
+            f"{tuple(grad.shape)}, got {got}"
+        )
+    return s
+
+
+def clamp_arg(clamp, act: str, s: torch.Tensor | None) -> float:
+    """The clamp value a kernel receives (0.0 when there is none); in a backward launch
+    (s given) rounded like the saved output (see reference.activations.clamp_as_saved)."""
+    if clamp is None:
+        return 0.0
+    return float(clamp_as_saved(clamp, act, s.dtype) if s is not None else clamp)

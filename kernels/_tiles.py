@@ -1,0 +1,276 @@
+"""Tile configurations for the GEMM-shaped kernels (conv and linear families).
+
+Where a launch gets its tiles from:
+- under Triton's interpreter: one fixed config per kernel kind (INTERPRETER), large
+  tiles so that few programs run (each program is a Python loop over numpy arrays);
+- on a GPU: the JSON file kernels/configs/<backend>_<arch>.json (for example
+  cuda_90.json for H100/H200 class devices), written by benchmarks/tune_conv_tiles.py
+  on the device; a layer's entry is looked up by `shape_key(m, n, k)`, then the file's
+  "default"; a device without a file uses configs/default.json.
+
+The device is named by its Triton target (backend and architecture), not by its
+marketing name: that comes from Triton's driver and needs no torch.cuda call (those
+break the interpreter and are kept out of kernels/). Devices of one architecture share
+a file (H100 and H200 differ in memory bandwidth, not in the tile shapes that suit sm_90).
+
+Every config is checked before use: tl.dot needs each block dimension >= 16 and a power
+of two (K >= 16 is what 16-bit operands require on NVIDIA GPUs; the interpreter does not
+enforce it, so it is enforced here for the interpreter's configs too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from dataclasses import asdict, dataclass, replace
+from importlib import resources
+
+import torch
+
+from ._common import interpreting
+
+# Kernel kinds with a config each: conv forward / input gradient (one kernel), conv
+# weight gradient, linear forward / input gradient, linear weight gradient.
+KINDS = ("conv", "conv_wgrad", "gemm", "gemm_wgrad")
+
+# tl.dot's smallest legal block dimension for 16-bit operands on NVIDIA GPUs.
+MIN_DOT_DIM = 16
+
+
+@dataclass(frozen=True)
+class Tile:
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_K: int
+    GROUP_M: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+    # Weight-gradient kinds only: number of K splits; None lets `split_count` choose.
+    SPLIT_K: int | None = None
+
+    def launch_options(self) -> dict:
+        return {"num_warps": self.num_warps, "num_stages": self.num_stages}
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _power_of_two(v: int) -> bool:
+    return isinstance(v, int) and v > 0 and (v & (v - 1)) == 0
+
+
+def validate(tile: Tile, where: str) -> Tile:
+    """Raise ValueError naming `where` if the tile breaks a rule the kernels rely on."""
+    for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
+        v = getattr(tile, name)
+        if not _power_of_two(v) or v < MIN_DOT_DIM:
+            raise ValueError(
+                f"{where}: {name} must be a power of two >= {MIN_DOT_DIM} (tl.dot's smallest "
+                f"block for 16-bit operands), got {v!r}"
+            )
+    if not (isinstance(tile.GROUP_M, int) and tile.GROUP_M >= 1):
+        raise ValueError(f"{where}: GROUP_M must be a positive int, got {tile.GROUP_M!r}")
+    if tile.num_warps not in (1, 2, 4, 8, 16):
+        raise ValueError(f"{where}: num_warps must be 1, 2, 4, 8 or 16, got {tile.num_warps!r}")
+    if not (isinstance(tile.num_stages, int) and tile.num_stages >= 1):
+        raise ValueError(f"{where}: num_stages must be a positive int, got {tile.num_stages!r}")
+    if tile.SPLIT_K is not None and not (isinstance(tile.SPLIT_K, int) and tile.SPLIT_K >= 1):
+        raise ValueError(f"{where}: SPLIT_K must be a positive int or absent, got {tile.SPLIT_K!r}")
+    return tile
+
+
+def tile_from_dict(d: dict, where: str) -> Tile:
+    try:
+        tile = Tile(**d)
+    except TypeError as e:
+        raise ValueError(f"{where}: bad tile config {d!r} ({e})") from None
+    return validate(tile, where)
+
+
+# The interpreter's config: the largest tiles, each dimension cut down to the problem's
+# (rounded up to a power of two, at least 16). The interpreter pays per Triton
+# operation (a numpy call plus type checks) and per element of a tile, not per useful
+# element: a tile as large as the problem means the fewest programs and loop
+# iterations with the least padding, which is what makes the DCGAN-64 layer shapes
+# affordable in CI. (The property tests also force small tiles, to cover the
+# multi-tile and per-tap paths.)
+INTERPRETER = {
+    "conv": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, GROUP_M=1),
+    "conv_wgrad": Tile(BLOCK_M=256, BLOCK_N=256, BLOCK_K=256, GROUP_M=1),
+    "gemm": Tile(BLOCK_M=128, BLOCK_N=256, BLOCK_K=128, GROUP_M=1),
+    "gemm_wgrad": Tile(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, GROUP_M=1),
+}
+
+
+# The interpreter pretends to have this many processors, so that the split-K choice
+# (and with it the partial-sum path) is exercised by the tests.
+INTERPRETER_PROCESSORS = 4
+
+
+def _bucket(v: int) -> int:
+    """The smallest power of two >= v (at least 16): shapes in one bucket share tiles."""
+    b = 16
+    while b < v:
+        b *= 2
+    return b
+
+
+_DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+
+
+def shape_key(dtype: torch.dtype, m: int, n: int, k: int) -> str:
+    """The lookup key of a GEMM of m rows, n columns and reduction length k.
+
+    The operand dtype is part of it: a tile tuned for bfloat16 may need more shared
+    memory than a device has when its operands are float32.
+    """
+    return f"{_DTYPE_NAMES[dtype]}_m{_bucket(m)}_n{_bucket(n)}_k{_bucket(k)}"
+
+
+CONFIG_PACKAGE = "fastgan.kernels"
+
+
+@functools.lru_cache(maxsize=None)
+def config_names() -> tuple[str, ...]:
+    """File names of every shipped config table (listed once: launches look them up)."""
+    folder = resources.files(CONFIG_PACKAGE) / "configs"
+    return tuple(sorted(p.name for p in folder.iterdir() if p.name.endswith(".json")))
+
+
+def parse_table(raw: dict, name: str, fallback: dict | None) -> dict:
+    """{kind: {"default": Tile, "by_shape": {key: Tile}}} from a config file's JSON,
+    every entry validated; a kind the file leaves out takes `fallback`'s entry."""
+    table = {}
+    for kind in KINDS:
+        entry = raw.get(kind)
+        if entry is None:
+            if fallback is None:
+                raise ValueError(f"configs/{name} has no entry for kernel kind {kind!r}")
+            table[kind] = fallback[kind]
+            continue
+        if "default" not in entry:
+            raise ValueError(f"configs/{name}: kind {kind!r} has no 'default' tile")
+        table[kind] = {
+            "default": tile_from_dict(entry["default"], f"configs/{name} {kind} default"),
+            "by_shape": {
+                key: tile_from_dict(d, f"configs/{name} {kind} {key}")
+                for key, d in entry.get("by_shape", {}).items()
+            },
+        }
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def load_table(name: str) -> dict:
+    """The parsed configs/<name> (kinds it leaves out come from default.json)."""
+    raw = json.loads((resources.files(CONFIG_PACKAGE) / "configs" / name).read_text())
+    fallback = None if name == "default.json" else load_table("default.json")
+    return parse_table(raw, name, fallback)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_info(device_index: int) -> tuple[str, int]:
+    """(device key, number of multiprocessors) from Triton's driver (no torch.cuda)."""
+    import triton
+
+    drv = triton.runtime.driver.active
+    target = drv.get_current_target()
+    props = drv.utils.get_device_properties(device_index)
+    return f"{target.backend}_{target.arch}", int(props["multiprocessor_count"])
+
+
+def device_key(device: torch.device) -> str:
+    return _device_info(device.index or 0)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _table_name_for_index(index: int) -> str:
+    name = f"{_device_info(index)[0]}.json"
+    return name if name in config_names() else "default.json"
+
+
+def table_name_for(device: torch.device) -> str:
+    """The config file used on `device`: its own, else default.json."""
+    return _table_name_for_index(device.index or 0)
+
+
+# Tiles forced by the caller (the GPU test sweep and the tuning script), per kind.
+_forced: dict[str, Tile] = {}
+# While `recording()` is active: the (kind, shape key) of every lookup, in order.
+_recorded: list | None = None
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the (kind, shape key) each launch looks its tile up by (the tuning script
+    learns from it which keys the DCGAN layers use, with the launchers' own rule)."""
+    global _recorded
+    before, _recorded = _recorded, []
+    try:
+        yield _recorded
+    finally:
+        _recorded = before
+
+
+def force(kind: str, tile: Tile | None) -> None:
+    """Use `tile` for every launch of `kind` until force(kind, None) (tests, tuning)."""
+    if tile is None:
+        _forced.pop(kind, None)
+    else:
+        _forced[kind] = validate(tile, f"forced {kind} tile")
+
+
+def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int) -> Tile:
+    """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k)."""
+    if _recorded is not None:
+        _recorded.append((kind, shape_key(dtype, m, n, k)))
+    if kind in _forced:
+        return _forced[kind]
+    if interpreting() or device.type == "cpu":
+        largest = INTERPRETER[kind]
+        return replace(
+            largest,
+            BLOCK_M=min(largest.BLOCK_M, _bucket(m)),
+            BLOCK_N=min(largest.BLOCK_N, _bucket(n)),
+            BLOCK_K=min(largest.BLOCK_K, _bucket(k)),
+        )
+    table = load_table(table_name_for(device))[kind]
+    return table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
+
+
+def processors(device: torch.device) -> int:
+    if interpreting() or device.type == "cpu":
+        return INTERPRETER_PROCESSORS
+    return _device_info(device.index or 0)[1]
+
+
+def split_count(tile: Tile, device: torch.device, tiles: int, k_iters: int, min_iters: int = 4) -> int:
+    """How many slices the weight gradient's long reduction is cut into.
+
+    The weight gradient's output is small (weight-sized) while its reduction runs over
+    every output position, so without a split a handful of programs would do all the
+    work. Aim for about two waves of programs, each slice at least `min_iters` K blocks
+    long so the partial sums (written in float32, then reduced) stay cheap.
+    """
+    if tile.SPLIT_K is not None:
+        return max(1, min(tile.SPLIT_K, k_iters))
+    if interpreting() or device.type == "cpu":
+        min_iters = 1
+    want = -(-2 * processors(device) // max(tiles, 1))
+    return max(1, min(want, k_iters // min_iters))
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """input_precision for tl.dot on operands of `dtype`.
+
+    float32: 'ieee' under the interpreter; on a GPU 'tf32' exactly when PyTorch allows
+    TF32 for matrix products (torch.backends.cuda.matmul.allow_tf32, False by default),
+    so a float32 model computes what the same model does with torch.matmul. 16-bit and
+    float64 operands ignore the setting ('tf32' is Triton's default value).
+    """
+    if dtype != torch.float32:
+        return "tf32"
+    if interpreting():
+        return "ieee"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"

@@ -1,0 +1,667 @@
+"""Fused batch norm + activation, forward and backward. Same functions, signatures and
+outputs as fastgan.reference.batch_norm (bn_fwd, bn_backward).
+
+Data layout. x [N, C, H, W] is read as M = N*H*W rows of C channels, in tiles of
+[BLOCK_R rows, BLOCK_C channels], in one of two layouts (the same addresses serve x, y,
+z, the incoming gradient, the saved tensor and gx, all allocated like x):
+  rows    channels_last (and any x with H*W == 1): x[m, c] at m*C + c, tiles of
+          consecutive rows m;
+  planes  NCHW: x[n, c, hw] at (n*C + c)*HW + hw, tiles of consecutive hw of one n,
+          so loads run along the contiguous hw axis.
+Any other strides are copied into NCHW first, and the outputs copied back into x's
+memory format.
+
+Statistics, in one read of x. Each channel is shifted by a pivot, its first value
+x[0, c, 0, 0]: d = x - pivot is exact (Sterbenz) for data near the pivot, so a mean of
+1e3 with a std of 1e-2 costs no precision in d; a constant channel gives d == 0, a
+variance of exactly 0 and an output of exactly act(bias). Per tile, the mean of d and
+the sum of squared deviations from it are computed from registers (a two-pass within
+the tile), and tiles are merged in tile order with Chan et al.'s pairwise update.
+With several row programs per channel, their (count, mean, M2) partials are merged by a
+finalize kernel with the two-step formula mean = sum(n_i mean_i) / M,
+M2 = sum(M2_i + n_i (mean_i - mean)^2), each sum over all partials in a fixed order.
+The normalize pass computes ((x - pivot) - mean_d) * (weight * rstd) + bias, keeping
+the pivot so the large mean never meets the small deviation in float32.
+
+Launches. Training forward: stats, finalize, normalize (2 reads of x, 1 write of y, and
+of z for silu); a channel block of at most `fused_max_tiles` tiles runs all three in
+one program (one launch, its second read from cache). Eval forward: normalize only.
+Backward in training: sums (sum gz, sum gz*(x - mean) per channel, gz = grad * act'(s)),
+finalize, grad-input (2 passes over grad, s, x); fused the same way for small inputs.
+Backward in eval: one elementwise pass, which also accumulates the sums when the affine
+gradients are wanted (then a finalize). No atomics: every sum has a fixed order, so
+the same inputs give the same bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+
+import torch
+import triton
+import triton.language as tl
+
+from . import activation as KA
+from ._common import accumulator_dtype, interpreting, new_output, new_output_like, split_float32
+
+ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+ROWS, PLANES = "rows", "planes"
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    tile: int  # elements of a [BLOCK_R, BLOCK_C] tile
+    max_block_c: int  # channels of a tile in the rows layout
+    max_block_r: int  # rows (hw) of a tile in the planes layout
+    target_programs: int  # row programs x channel blocks the split path aims at
+    fused_max_tiles: int  # channel blocks of at most this many tiles run in one program
+    finalize_block_p: int  # partials merged per step by the finalize kernels
+    finalize_block_c: int  # channels per finalize program
+    num_warps: int
+
+
+# Untuned (no GPU in the task that wrote them).
+GPU_CONFIG = BatchNormConfig(
+    tile=4096, max_block_c=64, max_block_r=1024, target_programs=1024, fused_max_tiles=4,
+    finalize_block_p=64, finalize_block_c=32, num_warps=8,
+)
+# The interpreter runs programs one after another: few large tiles.
+INTERPRETER_CONFIG = BatchNormConfig(
+    tile=8192, max_block_c=64, max_block_r=1024, target_programs=8, fused_max_tiles=2,
+    finalize_block_p=64, finalize_block_c=64, num_warps=4,
+)
+_config_override: BatchNormConfig | None = None
+
+
+def config() -> BatchNormConfig:
+    if _config_override is not None:
+        return _config_override
+    return INTERPRETER_CONFIG if interpreting() else GPU_CONFIG
+
+
+@contextlib.contextmanager
+def configured(**changes):
+    """Run with some config fields replaced (tests use it to reach every path)."""
+    global _config_override
+    before = _config_override
+    _config_override = replace(config(), **changes)
+    try:
+        yield _config_override
+    finally:
+        _config_override = before
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@triton.jit
+def _tile(t, chans, C, HW, M, hw_blocks, LAYOUT: tl.constexpr, BLOCK_R: tl.constexpr):
+    """Offsets and mask of tile t ([BLOCK_R, BLOCK_C]) for channels `chans`, and how
+    many of its rows are valid (at least one for every tile index < num_tiles)."""
+    rows = tl.arange(0, BLOCK_R)
+    if LAYOUT == "rows":
+        m = tl.cast(t, tl.int64) * BLOCK_R + rows
+        row_ok = m < M
+        row_off = m * C
+        chan_off = chans
+    else:
+        hw = (t % hw_blocks) * BLOCK_R + rows
+        row_ok = hw < HW
+        row_off = tl.cast(t // hw_blocks, tl.int64) * C * HW + hw
+        chan_off = chans * HW
+    offs = row_off[:, None] + chan_off[None, :]
+    mask = row_ok[:, None] & (chans < C)[None, :]
+    return offs, mask, tl.sum(row_ok.to(tl.int32), axis=0)
+
+
+@triton.jit
+def _pivot(x_ptr, chans, C, HW, LAYOUT: tl.constexpr, ACC: tl.constexpr):
+    """x[0, c, 0, 0] for each channel: the shift of the statistics."""
+    if LAYOUT == "rows":
+        off = chans
+    else:
+        off = chans * HW
+    return tl.load(x_ptr + off, mask=chans < C, other=0.0).to(ACC)
+
+
+@triton.jit
+def _rstd(var, eps_hi, eps_lo, FP64: tl.constexpr):
+    v = (var + eps_hi) + eps_lo
+    if FP64:
+        r = 1.0 / tl.sqrt(v)
+    else:
+        r = 1.0 / tl.sqrt_rn(v)  # correctly rounded: tl.sqrt may approximate on GPU
+    return r
+
+
+@triton.jit
+def _load_channels(ptr, chans, C, ACC: tl.constexpr):
+    return tl.load(ptr + chans, mask=chans < C, other=0.0).to(ACC)
+
+
+@triton.jit
+def _channel_stats(
+    x_ptr, pivot, first, last, chans, C, HW, M, hw_blocks,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """(count, mean, M2) of d = x - pivot per channel over tiles [first, last): each
+    tile's own mean and M2 from registers, merged in tile order (Chan et al.)."""
+    count = tl.zeros([BLOCK_C], ACC)
+    mean = tl.zeros([BLOCK_C], ACC)
+    m2 = tl.zeros([BLOCK_C], ACC)
+    for t in range(first, last):
+        offs, mask, valid = _tile(t, chans, C, HW, M, hw_blocks, LAYOUT, BLOCK_R)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+        d = tl.where(mask, x - pivot[None, :], 0.0)
+        n_t = valid.to(ACC)
+        mean_t = tl.sum(d, axis=0) / n_t
+        dev = tl.where(mask, d - mean_t[None, :], 0.0)
+        m2_t = tl.sum(dev * dev, axis=0)
+        total = count + n_t
+        frac = n_t / total
+        delta = mean_t - mean
+        mean = mean + delta * frac
+        m2 = m2 + m2_t + delta * delta * (count * frac)
+        count = total
+    return count, mean, m2
+
+
+@triton.jit
+def _grad_z(g_ptr, s_ptr, offs, mask, alpha, ACT: tl.constexpr, ACC: tl.constexpr):
+    """dL/dz = grad * act'(s), 0 outside the mask."""
+    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
+    if ACT != "linear":
+        s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(ACC)
+        g = g * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
+    return tl.where(mask, g, 0.0)
+
+
+@triton.jit
+def _grad_sums(
+    g_ptr, s_ptr, x_ptr, gx_ptr, mean, scale, alpha, first, last, chans, C, HW, M, hw_blocks,
+    ACT: tl.constexpr, STORE_GX: tl.constexpr, LAYOUT: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """(sum gz, sum gz * (x - mean)) per channel over tiles [first, last), in tile
+    order; with STORE_GX (eval, where gx does not depend on them) also gx = gz*scale."""
+    sum_gz = tl.zeros([BLOCK_C], ACC)
+    sum_gzx = tl.zeros([BLOCK_C], ACC)
+    for t in range(first, last):
+        offs, mask, valid = _tile(t, chans, C, HW, M, hw_blocks, LAYOUT, BLOCK_R)
+        gz = _grad_z(g_ptr, s_ptr, offs, mask, alpha, ACT, ACC)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+        sum_gz += tl.sum(gz, axis=0)
+        sum_gzx += tl.sum(gz * (x - mean[None, :]), axis=0)
+        if STORE_GX:
+            tl.store(gx_ptr + offs, (gz * scale[None, :]).to(gx_ptr.dtype.element_ty), mask=mask)
+    return sum_gz, sum_gzx
+
+
+@triton.jit
+def _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C):
+    cmask = chans < C
+    tl.store(gw_ptr + chans, (sum_gzx * rstd).to(gw_ptr.dtype.element_ty), mask=cmask)
+    tl.store(gb_ptr + chans, sum_gz.to(gb_ptr.dtype.element_ty), mask=cmask)
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+@triton.jit
+def _bn_stats_kernel(
+    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Partial (count, mean, M2) of x - pivot: program (r, cb) covers the tiles of row
+    program r for channel block cb, and writes row r of the [row programs, C] partials."""
+    r = tl.program_id(0)
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
+    first = r * tiles_per_program
+    last = tl.minimum(first + tiles_per_program, num_tiles)
+    count, mean, m2 = _channel_stats(x_ptr, pivot, first, last, chans, C, HW, M, hw_blocks, LAYOUT, ACC, BLOCK_R, BLOCK_C)
+    out = r * C + chans
+    cmask = chans < C
+    tl.store(part_count_ptr + out, count, mask=cmask)
+    tl.store(part_mean_ptr + out, mean, mask=cmask)
+    tl.store(part_m2_ptr + out, m2, mask=cmask)
+
+
+@triton.jit
+def _bn_stats_finalize_kernel(
+    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr, C, HW, M, row_programs,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Merges the partials of BLOCK_C channels: mean_d = sum(n_i mean_i) / M, then
+    M2 = sum(M2_i + n_i (mean_i - mean_d)^2), each in a fixed order. Writes the batch
+    mean (pivot + mean_d), the biased variance and mean_d (for the normalize pass)."""
+    chans = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = chans < C
+    lanes = tl.arange(0, BLOCK_P)
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, row_programs, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + chans[None, :]
+        mask = (p < row_programs)[:, None] & cmask[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0)
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0)
+        acc += n_i * mean_i
+    mean_d = tl.sum(acc, axis=0) / M
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, row_programs, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + chans[None, :]
+        mask = (p < row_programs)[:, None] & cmask[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0)
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0)
+        m2_i = tl.load(part_m2_ptr + offs, mask=mask, other=0.0)
+        dev = mean_i - mean_d[None, :]
+        acc += m2_i + n_i * dev * dev
+    var = tl.sum(acc, axis=0) / M
+    pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
+    tl.store(mean_ptr + chans, pivot + mean_d, mask=cmask)
+    tl.store(var_ptr + chans, var, mask=cmask)
+    tl.store(shift_ptr + chans, mean_d, mask=cmask)
+
+
+@triton.jit
+def _bn_normalize_kernel(
+    x_ptr, y_ptr, z_ptr, w_ptr, b_ptr, stat_mean_ptr, stat_var_ptr, shift_ptr, mean_out_ptr, var_out_ptr,
+    eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    STATS: tl.constexpr, ACT: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+    STORE_Z: tl.constexpr, LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """y = act(((x - center) - shift) * weight * rstd + bias), and z (the argument of
+    act) for silu. STATS: 'running' (eval: center = running mean, shift = 0, running
+    var), 'batch' (center = pivot, shift and var from the finalize kernel) or 'own'
+    (this program holds every tile of its channels: it computes and writes the batch
+    statistics itself first)."""
+    r = tl.program_id(0)
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = chans < C
+    if STATS == "running":
+        center = _load_channels(stat_mean_ptr, chans, C, ACC)
+        shift = tl.zeros([BLOCK_C], ACC)
+        var = _load_channels(stat_var_ptr, chans, C, ACC)
+    elif STATS == "batch":
+        center = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
+        shift = _load_channels(shift_ptr, chans, C, ACC)
+        var = _load_channels(stat_var_ptr, chans, C, ACC)
+    else:
+        center = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
+        count, shift, m2 = _channel_stats(
+            x_ptr, center, 0, num_tiles, chans, C, HW, M, hw_blocks, LAYOUT, ACC, BLOCK_R, BLOCK_C
+        )
+        var = m2 / M
+        tl.store(mean_out_ptr + chans, center + shift, mask=cmask)
+        tl.store(var_out_ptr + chans, var, mask=cmask)
+    a = _rstd(var, eps_hi, eps_lo, ACC == tl.float64)
+    if HAS_WEIGHT:
+        a = a * _load_channels(w_ptr, chans, C, ACC)
+    if HAS_BIAS:
+        b = _load_channels(b_ptr, chans, C, ACC)
+    else:
+        b = tl.zeros([BLOCK_C], ACC)
+    first = r * tiles_per_program
+    last = tl.minimum(first + tiles_per_program, num_tiles)
+    for t in range(first, last):
+        offs, mask, valid = _tile(t, chans, C, HW, M, hw_blocks, LAYOUT, BLOCK_R)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+        z = ((x - center[None, :]) - shift[None, :]) * a[None, :] + b[None, :]
+        y = KA.apply_act(z, ACT, alpha, 1.0, 0.0, False)
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        if STORE_Z:
+            tl.store(z_ptr + offs, z.to(z_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+@triton.jit
+def _bn_grad_sums_kernel(
+    g_ptr, s_ptr, x_ptr, gx_ptr, w_ptr, mean_ptr, var_ptr, part_gz_ptr, part_gzx_ptr, gw_ptr, gb_ptr,
+    eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    ACT: tl.constexpr, STORE_GX: tl.constexpr, FINAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Per-channel sums of gz and gz * (x - mean) over the tiles of row program r:
+    written as row r of the partials, or (FINAL: one row program holds every tile) as
+    the weight and bias gradients. STORE_GX (eval) also writes gx."""
+    r = tl.program_id(0)
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = chans < C
+    mean = _load_channels(mean_ptr, chans, C, ACC)
+    rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
+    scale = rstd
+    if HAS_WEIGHT:
+        scale = rstd * _load_channels(w_ptr, chans, C, ACC)
+    first = r * tiles_per_program
+    last = tl.minimum(first + tiles_per_program, num_tiles)
+    sum_gz, sum_gzx = _grad_sums(
+        g_ptr, s_ptr, x_ptr, gx_ptr, mean, scale, alpha, first, last, chans, C, HW, M, hw_blocks,
+        ACT, STORE_GX, LAYOUT, ACC, BLOCK_R, BLOCK_C,
+    )
+    if FINAL:
+        _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C)
+    else:
+        tl.store(part_gz_ptr + r * C + chans, sum_gz, mask=cmask)
+        tl.store(part_gzx_ptr + r * C + chans, sum_gzx, mask=cmask)
+
+
+@triton.jit
+def _bn_grad_finalize_kernel(
+    part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo, C, M, row_programs,
+    NEED_AFFINE: tl.constexpr, TRAINING: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Sums the partials over row programs in a fixed order. Writes the affine gradients
+    (gw = rstd * sum gz (x - mean), gb = sum gz) and, in training, the coefficients of
+    gx: coef[0] = sum gz / M, coef[1] = rstd^2 * sum gz (x - mean) / M."""
+    chans = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = chans < C
+    lanes = tl.arange(0, BLOCK_P)
+    acc_gz = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    acc_gzx = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, row_programs, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + chans[None, :]
+        mask = (p < row_programs)[:, None] & cmask[None, :]
+        acc_gz += tl.load(part_gz_ptr + offs, mask=mask, other=0.0)
+        acc_gzx += tl.load(part_gzx_ptr + offs, mask=mask, other=0.0)
+    sum_gz = tl.sum(acc_gz, axis=0)
+    sum_gzx = tl.sum(acc_gzx, axis=0)
+    rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
+    if NEED_AFFINE:
+        _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C)
+    if TRAINING:
+        tl.store(coef_ptr + chans, sum_gz / M, mask=cmask)
+        tl.store(coef_ptr + C + chans, sum_gzx * rstd * rstd / M, mask=cmask)
+
+
+@triton.jit
+def _bn_grad_input_kernel(
+    g_ptr, s_ptr, x_ptr, gx_ptr, w_ptr, mean_ptr, var_ptr, coef_ptr, gw_ptr, gb_ptr,
+    eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    SUMS: tl.constexpr, ACT: tl.constexpr, NEED_AFFINE: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """gx = scale * (gz - sum gz / M - (x - mean) * rstd^2 * sum gz (x - mean) / M) in
+    training, gx = scale * gz in eval (SUMS 'none'); scale = weight * rstd. SUMS
+    'workspace' reads the two sums' coefficients from the finalize kernel, 'own' (one
+    row program holds every tile) computes them first, with the affine gradients."""
+    r = tl.program_id(0)
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mean = _load_channels(mean_ptr, chans, C, ACC)
+    rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
+    scale = rstd
+    if HAS_WEIGHT:
+        scale = rstd * _load_channels(w_ptr, chans, C, ACC)
+    if SUMS == "workspace":
+        mean_gz = _load_channels(coef_ptr, chans, C, ACC)
+        coef = _load_channels(coef_ptr + C, chans, C, ACC)
+    elif SUMS == "own":
+        sum_gz, sum_gzx = _grad_sums(
+            g_ptr, s_ptr, x_ptr, gx_ptr, mean, scale, alpha, 0, num_tiles, chans, C, HW, M, hw_blocks,
+            ACT, False, LAYOUT, ACC, BLOCK_R, BLOCK_C,
+        )
+        if NEED_AFFINE:
+            _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C)
+        mean_gz = sum_gz / M
+        coef = sum_gzx * rstd * rstd / M
+    first = r * tiles_per_program
+    last = tl.minimum(first + tiles_per_program, num_tiles)
+    for t in range(first, last):
+        offs, mask, valid = _tile(t, chans, C, HW, M, hw_blocks, LAYOUT, BLOCK_R)
+        gz = _grad_z(g_ptr, s_ptr, offs, mask, alpha, ACT, ACC)
+        if SUMS == "none":
+            gx = gz * scale[None, :]
+        else:
+            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+            gx = scale[None, :] * ((gz - mean_gz[None, :]) - (x - mean[None, :]) * coef[None, :])
+        tl.store(gx_ptr + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+# ----------------------------------------------------------------------------- launchers
+
+
+def _next_pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+class _Plan:
+    """Layout, tile shape and work split of one call. x is the tensor the kernels read:
+    the input itself when it is NCHW or channels_last, else an NCHW copy."""
+
+    def __init__(self, x: torch.Tensor, cfg: BatchNormConfig):
+        n, c, h, w = x.shape
+        hw = h * w
+        if x.is_contiguous() and hw > 1 and c > 1:
+            self.layout, self.x = PLANES, x
+        elif x.is_contiguous(memory_format=torch.channels_last):
+            self.layout, self.x = ROWS, x
+        elif x.is_contiguous():
+            self.layout, self.x = PLANES, x
+        else:
+            self.layout, self.x = PLANES, x.contiguous()
+        self.original = x
+        self.C, self.HW, self.M = c, hw, n * hw
+        if self.layout == ROWS:
+            self.block_c = min(_next_pow2(c), cfg.max_block_c)
+            self.block_r = min(max(cfg.tile // self.block_c, 1), _next_pow2(self.M))
+            self.hw_blocks = 1
+            self.num_tiles = triton.cdiv(self.M, self.block_r)
+        else:
+            self.block_r = min(_next_pow2(hw), cfg.max_block_r)
+            self.block_c = min(_next_pow2(c), max(cfg.tile // self.block_r, 1))
+            self.hw_blocks = triton.cdiv(hw, self.block_r)
+            self.num_tiles = n * self.hw_blocks
+        self.channel_blocks = triton.cdiv(c, self.block_c)
+        # Split path: enough row programs to fill `target_programs`, each with an equal
+        # run of consecutive tiles.
+        rows = max(1, min(self.num_tiles, cfg.target_programs // max(self.channel_blocks, 1)))
+        self.tiles_per_program = max(triton.cdiv(self.num_tiles, rows), 1)  # x may be empty
+        self.row_programs = triton.cdiv(self.num_tiles, self.tiles_per_program)
+        self.fused = self.row_programs == 1 or self.num_tiles <= cfg.fused_max_tiles
+        self.block_p = min(_next_pow2(self.row_programs), cfg.finalize_block_p)
+        self.finalize_block_c = min(_next_pow2(c), cfg.finalize_block_c)
+        self.num_warps = cfg.num_warps
+
+    def geometry(self):
+        return (self.C, self.HW, self.M, self.hw_blocks, self.num_tiles)
+
+    def grid(self, fused: bool):
+        return (1 if fused else self.row_programs, self.channel_blocks)
+
+    def tiles(self, fused: bool) -> int:
+        return self.num_tiles if fused else self.tiles_per_program
+
+    def finalize_grid(self):
+        return (triton.cdiv(self.C, self.finalize_block_c),)
+
+    def new_like_x(self, dtype=None) -> torch.Tensor:
+        return new_output_like(self.x, dtype)
+
+    def in_layout(self, t: torch.Tensor) -> torch.Tensor:
+        """t (shaped like x) with the strides the kernels assume: t itself, or a copy."""
+        ok = t.is_contiguous() if self.layout == PLANES else t.is_contiguous(memory_format=torch.channels_last)
+        if ok:
+            return t
+        out = torch.empty_like(self.x)
+        out.copy_(t)
+        return out
+
+    def restore(self, t: torch.Tensor) -> torch.Tensor:
+        """An output in the memory format of the caller's x (empty_like semantics)."""
+        if self.x is self.original:
+            return t
+        out = new_output_like(self.original)
+        out.copy_(t)
+        return out
+
+
+def _check_x(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in DTYPES:
+        raise TypeError(f"x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.numel() >= 2**31:
+        raise ValueError(f"x has {x.numel()} elements; at most 2**31 - 1 are supported")
+
+
+def _check_channels(x: torch.Tensor, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if t.dim() != 1 or t.shape[0] != x.shape[1]:
+            raise ValueError(f"{name} must have shape [{x.shape[1]}] (the channels of x), got {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+
+
+def _check_act(act: str, eps: float) -> None:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+
+
+def _acc(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
+    """(y, z, mean, var): y = act(batch_norm(x)) in x's memory format; z (the argument
+    of act) only for silu, else empty; in training the batch mean and biased variance
+    (float32, float64 for float64 x), in eval empty tensors (the running statistics are
+    used). Running statistics are read, never written."""
+    _check_x(x)
+    _check_channels(x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
+    _check_act(act, eps)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("running_mean and running_var are required when training=False")
+    acc = accumulator_dtype(x.dtype)
+    c = x.shape[1]
+    if training and x.numel() == 0:
+        raise ValueError(f"x of shape {tuple(x.shape)} has no values to compute batch statistics from")
+    plan = _Plan(x, config())
+    y = plan.new_like_x()
+    z = plan.new_like_x() if act == "silu" else x.new_empty(0)
+    if training:
+        mean, var = new_output((c,), acc, x.device), new_output((c,), acc, x.device)
+    else:
+        mean, var = x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
+    if x.numel() == 0:
+        return plan.restore(y), plan.restore(z) if act == "silu" else z, mean, var
+    eps_hi, eps_lo = split_float32(eps)
+    geometry = plan.geometry()
+    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+                  num_warps=plan.num_warps)
+    if not training:
+        stats, stat_mean, stat_var, shift = "running", running_mean, running_var, y
+    elif plan.fused:
+        stats, stat_mean, stat_var, shift = "own", mean, var, mean
+    else:
+        rp = plan.row_programs
+        part_count, part_mean, part_m2 = (torch.empty((rp, c), dtype=acc, device=x.device) for _ in range(3))
+        shift = torch.empty(c, dtype=acc, device=x.device)
+        _bn_stats_kernel[plan.grid(False)](
+            plan.x, part_count, part_mean, part_m2, *geometry, plan.tiles_per_program, **common
+        )
+        _bn_stats_finalize_kernel[plan.finalize_grid()](
+            plan.x, part_count, part_mean, part_m2, mean, var, shift, c, plan.HW, plan.M, rp,
+            LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_P=plan.block_p, BLOCK_C=plan.finalize_block_c,
+            num_warps=plan.num_warps,
+        )
+        stats, stat_mean, stat_var = "batch", mean, var
+    fused = stats == "own"
+    _bn_normalize_kernel[plan.grid(fused)](
+        plan.x, y, z if act == "silu" else y, weight if weight is not None else y, bias if bias is not None else y,
+        stat_mean, stat_var, shift, mean if training else y, var if training else y,
+        eps_hi, eps_lo, float(alpha), *geometry, plan.tiles(fused),
+        STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=act == "silu",
+        **common,
+    )
+    return plan.restore(y), plan.restore(z) if act == "silu" else z, mean, var
+
+
+def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_affine):
+    """(gx, gw, gb): gradients of bn_fwd's y with respect to x, weight and bias, given
+    dL/dy, the saved s (y; z for silu; empty for linear), and the statistics the
+    forward used (batch statistics in training, running statistics in eval). gx in x's
+    memory format; gw, gb (in weight's dtype, x's if weight is None) empty unless
+    need_affine."""
+    _check_x(x)
+    _check_channels(x, weight=weight, mean=mean, var=var)
+    _check_act(act, eps)
+    if grad.shape != x.shape or (act != "linear" and s.shape != x.shape):
+        raise ValueError(
+            f"grad and the saved tensor must be shaped like x {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(s.shape)}"
+        )
+    acc = accumulator_dtype(x.dtype)
+    c = x.shape[1]
+    pdtype = x.dtype if weight is None else weight.dtype
+    if need_affine:
+        gw, gb = new_output((c,), pdtype, x.device), new_output((c,), pdtype, x.device)
+    else:
+        gw, gb = x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
+    plan = _Plan(x, config())
+    gx = plan.new_like_x()
+    if x.numel() == 0:
+        if need_affine:
+            gw.zero_(), gb.zero_()
+        return plan.restore(gx), gw, gb
+    g = plan.in_layout(grad)
+    s = plan.in_layout(s) if act != "linear" else g
+    eps_hi, eps_lo = split_float32(eps)
+    geometry = plan.geometry()
+    w = weight if weight is not None else x
+    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+                  num_warps=plan.num_warps)
+    scalars = (eps_hi, eps_lo, float(alpha))
+    finalize = dict(ACC=_acc(x.dtype), BLOCK_P=plan.block_p, BLOCK_C=plan.finalize_block_c, num_warps=plan.num_warps)
+    affine_out = (gw, gb) if need_affine else (gx, gx)
+
+    if not training and not need_affine:
+        _bn_grad_input_kernel[plan.grid(False)](
+            g, s, plan.x, gx, w, mean, var, gx, gx, gx, *scalars, *geometry, plan.tiles_per_program,
+            SUMS="none", ACT=act, NEED_AFFINE=False, HAS_WEIGHT=weight is not None, **common,
+        )
+    elif not training:  # gx needs no sums: one pass writes it and accumulates them
+        if plan.fused:
+            _bn_grad_sums_kernel[plan.grid(True)](
+                g, s, plan.x, gx, w, mean, var, gx, gx, *affine_out, *scalars, *geometry, plan.num_tiles,
+                ACT=act, STORE_GX=True, FINAL=True, HAS_WEIGHT=weight is not None, **common,
+            )
+        else:
+            part = torch.empty((2, plan.row_programs, c), dtype=acc, device=x.device)
+            _bn_grad_sums_kernel[plan.grid(False)](
+                g, s, plan.x, gx, w, mean, var, part[0], part[1], gx, gx, *scalars, *geometry, plan.tiles_per_program,
+                ACT=act, STORE_GX=True, FINAL=False, HAS_WEIGHT=weight is not None, **common,
+            )
+            _bn_grad_finalize_kernel[plan.finalize_grid()](
+                part[0], part[1], var, *affine_out, gx, eps_hi, eps_lo, c, plan.M, plan.row_programs,
+                NEED_AFFINE=True, TRAINING=False, **finalize,
+            )
+    elif plan.fused:
+        _bn_grad_input_kernel[plan.grid(True)](
+            g, s, plan.x, gx, w, mean, var, gx, *affine_out, *scalars, *geometry, plan.num_tiles,
+            SUMS="own", ACT=act, NEED_AFFINE=need_affine, HAS_WEIGHT=weight is not None, **common,
+        )
+    else:
+        part = torch.empty((2, plan.row_programs, c), dtype=acc, device=x.device)
+        coef = torch.empty((2, c), dtype=acc, device=x.device)
+        _bn_grad_sums_kernel[plan.grid(False)](
+            g, s, plan.x, gx, w, mean, var, part[0], part[1], gx, gx, *scalars, *geometry, plan.tiles_per_program,
+            ACT=act, STORE_GX=False, FINAL=False, HAS_WEIGHT=weight is not None, **common,
+        )
+        _bn_grad_finalize_kernel[plan.finalize_grid()](
+            part[0], part[1], var, *affine_out, coef, eps_hi, eps_lo, c, plan.M, plan.row_programs,
+            NEED_AFFINE=need_affine, TRAINING=True, **finalize,
+        )
+        _bn_grad_input_kernel[plan.grid(False)](
+            g, s, plan.x, gx, w, mean, var, coef, gx, gx, *scalars, *geometry, plan.tiles_per_program,
+            SUMS="workspace", ACT=act, NEED_AFFINE=False, HAS_WEIGHT=weight is not None, **common,
+        )
+    return plan.restore(gx), gw, gb

@@ -1,0 +1,514 @@
+"""Convolution and transposed convolution + bias + activation: implicit-GEMM Triton
+kernels, forward and backward, with the same three functions and signatures as
+fastgan.reference.conv (conv_fwd, conv_grad_input, conv_grad_weight).
+
+GEMM view (NHWC): rows M = N*OH*OW output positions, columns = output channels,
+reduction K = kh*kw*C_in (channels innermost, so a K block is a contiguous run of
+channels in a channels_last tensor). Two kernels cover all six products:
+
+_conv_gather_kernel  out[m, co] = sum_k A[m, k] W[k, co]: A gathered from the input.
+    forward of conv2d and of conv_transpose2d, and the input gradient of either, which
+    is the other one applied to dL/dz (dgrad of a conv is a transposed conv with the
+    same weight and vice versa). Fused: bias, act, gain, clamp, cast, z for silu
+    (forward); act'(s) applied to dL/dy as it is loaded (input gradient).
+_conv_wgrad_kernel   dW[co, (r, s, c)] = sum_m dZ[m, co] X[m, (r, s, c)]: the reduction
+    runs over output positions, split into slices for parallelism; the bias gradient
+    (the row sums of dZ) is taken from the tiles of dZ the same programs load.
+
+Transposed convolution, stride S: the output splits into S_h*S_w phases (sub-pixel
+decomposition) by (o + padding) mod S. Output o of phase p only receives taps
+r = p + S*t, from input i = q - t where o = p - padding + S*q, so each phase is a
+dense convolution with ceil((k - p) / S) taps and no multiply ever touches an inserted
+zero (the zero-insertion form would spend 75% of its work on them at stride 2).
+Programs of one launch are spread over the phases (grid axis 1).
+
+Small channel counts (RGB input, a 3-channel output, latent vectors): tl.dot needs a
+K block of at least 16. When the reduced tensor has fewer channels than BLOCK_K, the
+kernels flatten (tap, channel) into one K axis (FLAT_K / FLAT_N): a block of K then
+spans several taps, so the padding of a K block with masked zeros is at most one block
+per phase instead of one block per tap. Output channels fewer than BLOCK_N are masked.
+
+Layouts: every operand is read through its strides, so NCHW and channels_last inputs
+both work without a copy. Reads are coalesced along channels for channels_last (what
+every conv output here is); an NCHW input (a data loader's images, say) is read with
+channel stride H*W, correct but with uncoalesced loads on a GPU: convert the model and
+its input to channels_last for speed. A weight whose two channel dimensions both have
+non-unit strides (a contiguous OIHW weight with kh*kw > 1) is repacked channels_last
+per call: one weight-sized copy (at most a few MB) so that weight tiles load coalesced.
+Outputs: y, z and the input gradient are channels_last, the weight gradient contiguous
+in the weight's own layout, as fastgan.ops.conv's fake implementations promise.
+
+Accumulation is float32 for 16-bit and float32 operands and float64 for float64 ones
+(gradcheck runs through these kernels). float32 operands use TF32 tensor cores only
+when torch.backends.cuda.matmul.allow_tf32 is set (kernels/_tiles.dot_precision).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgan.reference.activations import needs_preactivation
+from fastgan.reference.conv import output_size
+
+from . import _tiles
+from ._common import new_output
+from ._gemm import (
+    acc_type,
+    bias_act_store,
+    check_act,
+    check_shape,
+    check_tensors,
+    clamp_arg,
+    gradient_operand,
+    grouped_tile,
+    partials_buffer,
+    saved_or_none,
+    sum_partials,
+)
+
+
+@triton.jit
+def _phase_geometry(ph, KH, S, P, TRANSPOSED: tl.constexpr):
+    """(q0, taps) of phase `ph` along one axis.
+
+    Transposed: output o = ph - P + S*(q0 + i) for i = 0, 1, ... (q0 makes the first one
+    the smallest o >= 0), reading input q0 + i - t through taps r = ph + S*t,
+    t < ceil((KH - ph) / S). Conv: one phase, o = i, all KH taps. Every quantity
+    divided here is non-negative: Triton's integer division truncates on a GPU and
+    floors in the interpreter, which agree only there.
+    """
+    if TRANSPOSED:
+        q0 = (P - ph + S - 1) // S
+        taps = (KH - ph + S - 1) // S
+    else:
+        q0 = ph * 0
+        taps = KH + ph * 0
+    return q0, taps
+
+
+@triton.jit
+def _positions(i, ph, q0, S, P, TRANSPOSED: tl.constexpr):
+    """(output coordinate, input coordinate read by tap t = 0) of row index i."""
+    if TRANSPOSED:
+        return ph - P + S * (q0 + i), q0 + i
+    else:
+        return i, i * S - P
+
+
+@triton.jit
+def _conv_gather_kernel(
+    a_ptr, s_ptr, w_ptr, bias_ptr, y_ptr, z_ptr,
+    NB, C_A, H, W, C_Y, OH, OW, QH, QW,
+    KH, KW, SH, SW, PH, PW,
+    sa_n, sa_c, sa_h, sa_w,
+    ss_n, ss_c, ss_h, ss_w,
+    sw_k, sw_n, sw_r, sw_s,
+    sy_n, sy_c, sy_h, sy_w, s_bias,
+    alpha, gain, clamp, out_scale,
+    TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr,
+    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """y[n, co, oh, ow] = epilogue(sum A[n, c, ih, iw] * W[c, co, r, s]) over the taps of
+    one phase. A has C_A channels and spatial size H x W; y has C_Y channels, OH x OW.
+    W is read through (sw_k: A's channel, sw_n: y's channel, sw_r, sw_s). With
+    PROLOGUE, A is an incoming gradient dL/dy' and s the tensor its forward saved."""
+    phase = tl.program_id(1)
+    ph_h = phase // SW
+    ph_w = phase % SW
+    q0h, taps_h = _phase_geometry(ph_h, KH, SH, PH, TRANSPOSED)
+    q0w, taps_w = _phase_geometry(ph_w, KW, SW, PW, TRANSPOSED)
+
+    rows_total = NB * QH * QW
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(rows_total, BLOCK_M), tl.cdiv(C_Y, BLOCK_N), GROUP_M)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n = rows // (QH * QW)
+    i = (rows // QW) % QH
+    j = rows % QW
+    oh, ih0 = _positions(i, ph_h, q0h, SH, PH, TRANSPOSED)
+    ow, iw0 = _positions(j, ph_w, q0w, SW, PW, TRANSPOSED)
+    row_ok = (rows < rows_total) & (oh < OH) & (ow < OW)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < C_Y
+    a_row = n * sa_n
+    s_row = n * ss_n
+    ks = tl.arange(0, BLOCK_K)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    taps = taps_h * taps_w
+    if FLAT_K:
+        iters = tl.cdiv(taps * C_A, BLOCK_K)
+    else:
+        chunks = tl.cdiv(C_A, BLOCK_K)
+        iters = taps * chunks
+    for it in range(0, iters):
+        if FLAT_K:
+            # K index = tap * C_A + c: one block spans several taps (per-element taps).
+            k = it * BLOCK_K + ks
+            tap = k // C_A
+            c = k - tap * C_A
+            k_ok = tap < taps
+            th = tap // tl.maximum(taps_w, 1)  # a phase may have no tap: then nothing is valid
+            tw = tap - th * taps_w
+            th_a = th[None, :]
+            tw_a = tw[None, :]
+            th_b = th[:, None]
+            tw_b = tw[:, None]
+        else:
+            # One tap per block, BLOCK_K consecutive channels of it.
+            tap = it // chunks
+            c = (it - tap * chunks) * BLOCK_K + ks
+            k_ok = c < C_A
+            th = tap // taps_w
+            tw = tap - th * taps_w
+            th_a = th
+            tw_a = tw
+            th_b = th
+            tw_b = tw
+        if TRANSPOSED:
+            ih = ih0[:, None] - th_a
+            iw = iw0[:, None] - tw_a
+            r = ph_h + SH * th_b
+            q = ph_w + SW * tw_b
+        else:
+            ih = ih0[:, None] + th_a
+            iw = iw0[:, None] + tw_a
+            r = th_b
+            q = tw_b
+        a_mask = row_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
+        if PROLOGUE:
+            s_off = s_row[:, None] + ih * ss_h + iw * ss_w + c[None, :] * ss_c
+            a = gradient_operand(a_ptr, s_ptr, a_off, s_off, a_mask, alpha, gain, clamp,
+                                 ACT, HAS_CLAMP, True, ACC_DTYPE).to(w_ptr.dtype.element_ty)
+        else:
+            a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
+        b_off = c[:, None] * sw_k + r * sw_r + q * sw_s + cols[None, :] * sw_n
+        b = tl.load(w_ptr + b_off, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
+
+    y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + cols[None, :] * sy_c
+    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, row_ok[:, None] & col_ok[None, :],
+                   alpha, gain, clamp, out_scale, ACT, HAS_CLAMP, EPILOGUE, HAS_BIAS, STORE_Z)
+
+
+@triton.jit
+def _conv_wgrad_kernel(
+    g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr,
+    NB, C_G, C_X, H, W, OH, OW, QH, QW,
+    KH, KW, SH, SW, PH, PW, NPH, TMAX_W, TAP_GROUPS,
+    sg_n, sg_c, sg_h, sg_w,
+    ss_n, ss_c, ss_h, ss_w,
+    sx_n, sx_c, sx_h, sx_w,
+    so_g, so_x, so_r, so_s, so_split,
+    alpha, gain, clamp, out_scale,
+    ITERS_PER_SPLIT,
+    TRANSPOSED: tl.constexpr, FLAT_N: tl.constexpr,
+    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, PROLOGUE: tl.constexpr, NEED_BIAS: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """dW[cg, cx, r, s] = sum over output positions (n, oh, ow) of
+    dZ[n, cg, oh, ow] * X[n, cx, ih(oh, r), iw(ow, s)], for one slice of positions.
+
+    dZ = g * act'(s) (PROLOGUE) is the gradient at the output of the convolution (the
+    conv's y side, C_G channels, OH x OW); X is the other side (C_X channels, H x W).
+    Rows of the GEMM are dZ's channels, columns (tap, cx), reduction over positions.
+    For a transposed convolution the positions of one phase are reduced together: tap
+    r reads the dZ positions of phase r mod S only. Results go to gw (or, split, to
+    fp32 slot `split` of a workspace) through so_*; the bias gradient, sum of dZ over
+    positions, to gb slot (split, phase) from the programs of column tile 0 and the
+    first tap group of each phase (every dZ position belongs to exactly one phase).
+    """
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    pid_z = tl.program_id(2)
+    tap_group = pid_z % TAP_GROUPS
+    phase = (pid_z // TAP_GROUPS) % NPH
+    split = pid_z // (TAP_GROUPS * NPH)
+    ph_h = phase // SW
+    ph_w = phase % SW
+    q0h, taps_h = _phase_geometry(ph_h, KH, SH, PH, TRANSPOSED)
+    q0w, taps_w = _phase_geometry(ph_w, KW, SW, PW, TRANSPOSED)
+
+    ch = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ch_ok = ch < C_G
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if FLAT_N:
+        # Columns (tap, cx) flattened over this phase's taps.
+        tap = cols // C_X
+        cx = cols - tap * C_X
+        th = tap // tl.maximum(taps_w, 1)  # a phase may have no tap (then no column is valid)
+        tw = tap - th * taps_w
+        col_ok = tap < taps_h * taps_w
+        th_b = th[None, :]
+        tw_b = tw[None, :]
+    else:
+        th = tap_group // TMAX_W
+        tw = tap_group % TMAX_W
+        cx = cols
+        # (cx * 0 + ...: a tensor-scalar `&` of comparisons is int32 in the interpreter.)
+        col_ok = (cx < C_X) & (cx * 0 + th < taps_h) & (cx * 0 + tw < taps_w)
+        th_b = th
+        tw_b = tw
+    if TRANSPOSED:
+        r = ph_h + SH * th_b
+        q = ph_w + SW * tw_b
+    else:
+        r = th_b
+        q = tw_b
+    # Column tile 0 of tap group 0 owes the bias. (Flags are formed from int sums:
+    # the interpreter turns `tensor & scalar-bool` into int32, which a mask rejects.)
+    active = tl.max(col_ok.to(tl.int32), axis=0)
+    if NEED_BIAS:
+        # A program with no column to compute still sums dZ when it owes the bias.
+        active += (pid_n + tap_group == 0).to(tl.int32)
+    iters = tl.where(active > 0, ITERS_PER_SPLIT, 0)
+
+    rows_total = NB * QH * QW
+    ks = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    bsum = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
+    for it in range(0, iters):
+        k = (split * ITERS_PER_SPLIT + it) * BLOCK_K + ks
+        n = k // (QH * QW)
+        i = (k // QW) % QH
+        j = k % QW
+        oh, ih0 = _positions(i, ph_h, q0h, SH, PH, TRANSPOSED)
+        ow, iw0 = _positions(j, ph_w, q0w, SW, PW, TRANSPOSED)
+        k_ok = (k < rows_total) & (oh < OH) & (ow < OW)
+        g_mask = ch_ok[:, None] & k_ok[None, :]
+        g_off = ch[:, None] * sg_c + (n * sg_n + oh * sg_h + ow * sg_w)[None, :]
+        s_off = ch[:, None] * ss_c + (n * ss_n + oh * ss_h + ow * ss_w)[None, :]
+        dz = gradient_operand(g_ptr, s_ptr, g_off, s_off, g_mask, alpha, gain, clamp,
+                              ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
+        if NEED_BIAS:
+            bsum += tl.sum(dz, axis=1)
+        if TRANSPOSED:
+            ih = ih0[:, None] - th_b
+            iw = iw0[:, None] - tw_b
+        else:
+            ih = ih0[:, None] + th_b
+            iw = iw0[:, None] + tw_b
+        x_mask = k_ok[:, None] & col_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        x_off = (n * sx_n)[:, None] + ih * sx_h + iw * sx_w + cx[None, :] * sx_c
+        xt = tl.load(x_ptr + x_off, mask=x_mask, other=0.0)
+        acc = tl.dot(dz.to(x_ptr.dtype.element_ty), xt, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
+
+    acc = acc * out_scale
+    out_off = split * so_split + ch[:, None] * so_g + cx[None, :] * so_x + r * so_r + q * so_s
+    tl.store(gw_ptr + out_off, acc.to(gw_ptr.dtype.element_ty), mask=ch_ok[:, None] & col_ok[None, :])
+    if NEED_BIAS:
+        bsum = bsum * out_scale
+        tl.store(gb_ptr + (split * NPH + phase) * C_G + ch, bsum.to(gb_ptr.dtype.element_ty), mask=ch_ok & (ch * 0 + pid_n + tap_group == 0))
+
+
+# ----------------------------------------------------------------------------- launchers
+
+
+def _pair(op, name, v, minimum):
+    v = [int(e) for e in v]
+    if len(v) != 2 or min(v) < minimum:
+        raise ValueError(f"{op}: {name} must be two ints >= {minimum}, got {v}")
+    return v
+
+
+def _check_4d(op, **tensors):
+    for name, t in tensors.items():
+        if t is not None and t.dim() != 4:
+            raise ValueError(f"{op}: {name} must be 4-D [N, C, H, W], got shape {tuple(t.shape)}")
+
+
+def _weight_for_loads(weight: torch.Tensor) -> torch.Tensor:
+    """weight, or a channels_last copy when neither channel dimension has unit stride
+    (see the module note: one weight-sized copy buys coalesced weight loads)."""
+    if weight.stride(0) != 1 and weight.stride(1) != 1 and weight.shape[0] > 1 and weight.shape[1] > 1:
+        return weight.contiguous(memory_format=torch.channels_last)
+    return weight
+
+
+def _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale):
+    """A transposed convolution of a 1 x 1 input without padding (a generator's latent
+    projection; the input gradient of a conv whose output is 1 x 1) is a plain GEMM:
+    out[n, (r, s, co)] = sum_c a[n, c] W[c, co, r, s]. Run as such it skips the taps
+    that the phase kernel would multiply with padding (15 of 16 for a 4 x 4 kernel).
+    With the weight channels_last (one weight-sized copy unless it already is), the
+    (r, s, co) of a [C_A, C_Y, kh, kw] weight are contiguous, as are the (oh, ow, co)
+    of the channels_last output: both are 2-D matrices for the GEMM kernel."""
+    from . import linear as KL
+
+    nb, c_a = a.shape[:2]
+    c_y, kh, kw = out.shape[1], out.shape[2], out.shape[3]
+    n = kh * kw * c_y
+    w_mat = weight.contiguous(memory_format=torch.channels_last)
+    w_mat = w_mat.as_strided((c_a, n), (w_mat.stride(0), 1))
+    y_mat = out.as_strided((nb, n), (out.stride(0), 1))
+    z_mat = None if z is None else z.as_strided((nb, n), (z.stride(0), 1))
+    bias_cols = None if bias is None else bias.repeat(kh * kw)  # bias of column (r, s, co)
+    tile = _tiles.pick("gemm", a.device, a.dtype, nb, n, c_a)
+    KL._launch(a, s, w_mat, bias_cols, y_mat, z_mat, None, nb, n, c_a, (a.stride(0), a.stride(1)),
+               (s.stride(0), s.stride(1)) if s is not None else (0, 0), w_mat.stride(), y_mat.stride(),
+               act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+
+
+def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
+                   act, alpha, gain, clamp, prologue, epilogue, out_scale):
+    nb, c_a, h, w = a.shape
+    c_y, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw = weight.shape[2], weight.shape[3]
+    if kernel_transposed and (h, w) == (1, 1) and list(padding) == [0, 0] and (oh, ow) == (kh, kw):
+        return _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale)
+    sh, sw = stride
+    ph, pw = padding
+    weight = _weight_for_loads(weight)
+    # Kernel-transposed: weight [C_A, C_Y, kh, kw]; conv: weight [C_Y, C_A, kh, kw].
+    k_dim, n_dim = (0, 1) if kernel_transposed else (1, 0)
+    if kernel_transposed:
+        qh, qw, phases = triton.cdiv(oh, sh), triton.cdiv(ow, sw), sh * sw
+        taps = triton.cdiv(kh, sh) * triton.cdiv(kw, sw)
+    else:
+        qh, qw, phases, taps = oh, ow, 1, kh * kw
+    rows = nb * qh * qw
+    # (m, n, k) of one phase's GEMM.
+    tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
+    flat_k = c_a < tile.BLOCK_K
+    s_ = s if s is not None else a
+    grid = (triton.cdiv(rows, tile.BLOCK_M) * triton.cdiv(c_y, tile.BLOCK_N), phases)
+    _conv_gather_kernel[grid](
+        a, s_, weight, bias if bias is not None else out, out, z if z is not None else out,
+        nb, c_a, h, w, c_y, oh, ow, qh, qw,
+        kh, kw, sh, sw, ph, pw,
+        *a.stride(), *s_.stride(),
+        weight.stride(k_dim), weight.stride(n_dim), weight.stride(2), weight.stride(3),
+        *out.stride(), bias.stride(0) if bias is not None else 0,
+        float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
+        TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
+        ACT=act, HAS_CLAMP=clamp is not None,
+        PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
+        ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype),
+        BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
+        **tile.launch_options(),
+    )
+
+
+def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
+    """(y, z): y = clamp(act(conv(x, w) + b) * gain) channels_last; z the pre-activation
+    for silu (channels_last), else an empty tensor. conv is conv_transpose2d when
+    `transposed` (weight [C_in, C_out, kh, kw]), conv2d otherwise ([C_out, C_in, kh, kw])."""
+    op = "conv_fwd"
+    check_tensors(op, x=x, weight=weight, bias=bias)
+    _check_4d(op, x=x, weight=weight)
+    check_act(op, act, alpha, gain, clamp)
+    stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
+    output_padding = _pair(op, "output_padding", output_padding, 0)
+    c_in_w, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
+    if c_in_w != x.shape[1]:
+        raise ValueError(f"{op}: weight {tuple(weight.shape)} expects {c_in_w} input channels, x has {x.shape[1]}")
+    if bias is not None:
+        check_shape(op, "bias", bias, (c_out,))
+    oh, ow = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: the output would be {oh} x {ow}")
+    y = new_output((x.shape[0], c_out, oh, ow), x.dtype, x.device, torch.channels_last)
+    z = new_output(y.shape, x.dtype, x.device, torch.channels_last) if needs_preactivation(act) else None
+    _launch_gather(x, None, weight, bias, y, z, transposed, stride, padding,
+                   act, alpha, gain, clamp, prologue=False, epilogue=True, out_scale=1.0)
+    return y, (z if z is not None else x.new_empty(0))
+
+
+def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
+    """dL/dx of conv_fwd (channels_last), given dL/dy and the saved s: the transposed
+    operation (conv2d <-> conv_transpose2d) of dL/dz = dL/dy * act'(s), same weight."""
+    op = "conv_grad_input"
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, weight=weight)
+    _check_4d(op, grad=grad, s=s, weight=weight)
+    check_act(op, act, alpha, gain, clamp)
+    stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
+    c_out_w, c_in = (weight.shape[1], weight.shape[0]) if transposed else (weight.shape[0], weight.shape[1])
+    if grad.shape[1] != c_out_w:
+        raise ValueError(f"{op}: grad has {grad.shape[1]} channels, weight {tuple(weight.shape)} produces {c_out_w}")
+    h, w = _pair(op, "input_hw", input_hw, 1)
+    expect = output_size((h, w), weight.shape[2:], stride, padding, [0, 0], transposed)
+    # A transposed convolution's output may be up to stride - 1 larger (output_padding).
+    slack = [grad.shape[2 + d] - expect[d] for d in range(2)]
+    if any(e < 0 or e >= (stride[d] if transposed else 1) for d, e in enumerate(slack)):
+        raise ValueError(f"{op}: grad is {tuple(grad.shape[2:])}, which a {h} x {w} input with this "
+                         f"geometry does not produce (expected {tuple(expect)})")
+    gx = new_output((grad.shape[0], c_in, h, w), grad.dtype, grad.device, torch.channels_last)
+    prologue = s is not None
+    _launch_gather(grad, s, weight, None, gx, None, not transposed, stride, padding,
+                   act, alpha, gain, clamp, prologue=prologue, epilogue=False,
+                   out_scale=1.0 if prologue else gain)
+    return gx
+
+
+def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
+    """(dL/dw, dL/db) of conv_fwd: dL/dw contiguous in the weight's layout, dL/db 1-D
+    (an empty tensor unless need_bias), both from one pass over dL/dy."""
+    op = "conv_grad_weight"
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, x=x)
+    _check_4d(op, grad=grad, s=s, x=x)
+    check_act(op, act, alpha, gain, clamp)
+    stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
+    kh, kw = _pair(op, "kernel_hw", kernel_hw, 1)
+    if grad.shape[0] != x.shape[0]:
+        raise ValueError(f"{op}: grad has batch {grad.shape[0]}, x has {x.shape[0]}")
+    nb, c_g, oh, ow = grad.shape
+    c_x, h, w = x.shape[1], x.shape[2], x.shape[3]
+    sh, sw = stride
+    gw = new_output((c_x, c_g, kh, kw) if transposed else (c_g, c_x, kh, kw), x.dtype, x.device)
+    gb = new_output((c_g,), grad.dtype, grad.device) if need_bias else None
+    if transposed:
+        qh, qw, phases = triton.cdiv(oh, sh), triton.cdiv(ow, sw), sh * sw
+        tmax_h, tmax_w = triton.cdiv(kh, sh), triton.cdiv(kw, sw)
+    else:
+        qh, qw, phases, tmax_h, tmax_w = oh, ow, 1, kh, kw
+    positions = nb * qh * qw
+    tile = _tiles.pick("conv_wgrad", x.device, x.dtype, c_g, tmax_h * tmax_w * c_x, positions)
+    flat_n = c_x < tile.BLOCK_N
+    if flat_n:
+        col_tiles, tap_groups = triton.cdiv(tmax_h * tmax_w * c_x, tile.BLOCK_N), 1
+    else:
+        col_tiles, tap_groups = triton.cdiv(c_x, tile.BLOCK_N), tmax_h * tmax_w
+    row_tiles = triton.cdiv(c_g, tile.BLOCK_M)
+    k_iters = triton.cdiv(positions, tile.BLOCK_K)
+    split = _tiles.split_count(tile, x.device, row_tiles * col_tiles * tap_groups * phases, k_iters)
+    iters_per_split = triton.cdiv(k_iters, split)
+    split = triton.cdiv(k_iters, iters_per_split)  # no empty slice
+    out = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
+    # gw's strides in the kernel's (dZ channel, X channel, r, s) order; the workspace
+    # slots are laid out like the contiguous gw.
+    g_dim, x_dim = (1, 0) if transposed else (0, 1)
+    so = (gw.stride(g_dim), gw.stride(x_dim), gw.stride(2), gw.stride(3), gw.numel() if split > 1 else 0)
+    bias_slots = split * phases
+    gb_out = None
+    if need_bias:
+        gb_out = partials_buffer(bias_slots, c_g, grad.dtype, grad.device) if bias_slots > 1 else gb
+    prologue = s is not None
+    s_ = s if prologue else grad
+    grid = (row_tiles, col_tiles, split * phases * tap_groups)
+    _conv_wgrad_kernel[grid](
+        grad, s_, x, out, gb_out if gb_out is not None else out,
+        nb, c_g, c_x, h, w, oh, ow, qh, qw,
+        kh, kw, sh, sw, padding[0], padding[1], phases, tmax_w, tap_groups,
+        *grad.stride(), *s_.stride(), *x.stride(),
+        *so,
+        float(alpha), float(gain), clamp_arg(clamp, act, s), 1.0 if prologue else float(gain),
+        iters_per_split,
+        TRANSPOSED=bool(transposed), FLAT_N=flat_n,
+        ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),
+        ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype),
+        BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
+        **tile.launch_options(),
+    )
+    if split > 1:
+        sum_partials(out, gw)
+    if need_bias and bias_slots > 1:
+        sum_partials(gb_out, gb)
+    return gw, (gb if gb is not None else grad.new_empty(0))

@@ -1,0 +1,197 @@
+"""Linear + bias + activation: one strided GEMM Triton kernel for the forward and both
+gradients, with the same three functions and signatures as fastgan.reference.linear
+(linear_fwd, linear_grad_input, linear_grad_weight); x is a matrix [M, K].
+
+    forward       y  = epilogue(x @ w^T)        A = x,      B = w^T (strides swapped)
+    input grad    gx = dZ @ w                   A = dZ,     B = w
+    weight grad   gw = dZ^T @ x, gb = sum dZ    A = dZ^T,   B = x, split over M
+
+dZ = dL/dy * act'(s) is formed while the A tile is loaded (s: y, or z for silu; not
+read at all when act is linear without clamp, whose derivative is the constant gain,
+applied to the result instead). The bias gradient is the row sums of the A tiles the
+weight-gradient programs of column tile 0 load anyway: no separate pass over dL/dy.
+Every operand is read through its strides (no copies); outputs are contiguous, as
+fastgan.ops.linear's fake implementations promise. Reductions shorter than BLOCK_K
+(a 3-feature input, say) are padded with masked zeros up to the block: tl.dot needs
+K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from fastgan.reference.activations import needs_preactivation
+
+from . import _tiles
+from ._common import new_output
+from ._gemm import (
+    acc_type,
+    bias_act_store,
+    check_act,
+    check_shape,
+    check_tensors,
+    clamp_arg,
+    gradient_operand,
+    grouped_tile,
+    partials_buffer,
+    saved_or_none,
+    sum_partials,
+)
+
+
+@triton.jit
+def _gemm_kernel(
+    a_ptr, s_ptr, b_ptr, bias_ptr, c_ptr, z_ptr, rowsum_ptr,
+    M, N, K,
+    sa_m, sa_k, ss_m, ss_k, sb_k, sb_n, sc_m, sc_n, sc_split, s_bias,
+    alpha, gain, clamp, out_scale,
+    ITERS_PER_SPLIT,
+    ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
+    ROW_SUM: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    """C[m, n] = sum_k A[m, k] B[k, n] over slice `split` of k (grid axis 1).
+
+    PROLOGUE: A is dL/dy (s its saved tensor, same indexing) times act'(s). EPILOGUE:
+    bias + act + gain + clamp (and z with STORE_Z), else C = acc * out_scale. ROW_SUM:
+    programs of column tile 0 also store the row sums of A (times out_scale) to
+    rowsum[split, m]. C may be a float32 workspace slot (sc_split apart per slice)."""
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
+    split = tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < M
+    col_ok = cols < N
+    ks = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    rsum = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
+    for it in range(0, ITERS_PER_SPLIT):
+        k = (split * ITERS_PER_SPLIT + it) * BLOCK_K + ks
+        k_ok = k < K
+        a_mask = row_ok[:, None] & k_ok[None, :]
+        a_off = rows[:, None] * sa_m + k[None, :] * sa_k
+        if PROLOGUE or ROW_SUM:
+            a = gradient_operand(a_ptr, s_ptr, a_off, rows[:, None] * ss_m + k[None, :] * ss_k, a_mask,
+                                 alpha, gain, clamp, ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
+            if ROW_SUM:
+                rsum += tl.sum(a, axis=1)
+            a = a.to(b_ptr.dtype.element_ty)
+        else:
+            a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
+        b = tl.load(b_ptr + k[:, None] * sb_k + cols[None, :] * sb_n, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
+
+    c_off = split * sc_split + rows[:, None] * sc_m + cols[None, :] * sc_n
+    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, c_ptr, z_ptr, c_off, row_ok[:, None] & col_ok[None, :],
+                   alpha, gain, clamp, out_scale, ACT, HAS_CLAMP, EPILOGUE, HAS_BIAS, STORE_Z)
+    if ROW_SUM:
+        rsum = rsum * out_scale
+        tl.store(rowsum_ptr + split * M + rows, rsum.to(rowsum_ptr.dtype.element_ty),
+                 mask=row_ok & (rows * 0 + pid_n == 0))
+
+
+def _check_2d(op, **tensors):
+    for name, t in tensors.items():
+        if t is not None and t.dim() != 2:
+            raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(t.shape)}")
+
+
+def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
+            act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
+            split_stride=0, tile=None):
+    grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(n, tile.BLOCK_N), split)
+    _gemm_kernel[grid](
+        a, s if s is not None else a, b, bias if bias is not None else c, c, z if z is not None else c,
+        rowsum if rowsum is not None else c,
+        m, n, k, *strides_a, *strides_s, *strides_b, *strides_c, split_stride,
+        bias.stride(0) if bias is not None else 0,
+        float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
+        iters_per_split if iters_per_split is not None else triton.cdiv(k, tile.BLOCK_K),
+        ACT=act, HAS_CLAMP=clamp is not None,
+        PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
+        ROW_SUM=rowsum is not None,
+        ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype),
+        BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
+        **tile.launch_options(),
+    )
+
+
+def linear_fwd(x, weight, bias, act, alpha, gain, clamp):
+    """(y, z) for x [M, K], weight [N, K]: y = clamp(act(x @ w^T + b) * gain); z the
+    pre-activation for silu, else an empty tensor."""
+    op = "linear_fwd"
+    check_tensors(op, x=x, weight=weight, bias=bias)
+    _check_2d(op, x=x, weight=weight)
+    check_act(op, act, alpha, gain, clamp)
+    m, kk = x.shape
+    n = weight.shape[0]
+    check_shape(op, "weight", weight, (n, kk))
+    if bias is not None:
+        check_shape(op, "bias", bias, (n,))
+    y = new_output((m, n), x.dtype, x.device)
+    z = new_output((m, n), x.dtype, x.device) if needs_preactivation(act) else None
+    tile = _tiles.pick("gemm", x.device, x.dtype, m, n, kk)
+    _launch(x, None, weight, bias, y, z, None, m, n, kk, x.stride(), (0, 0),
+            (weight.stride(1), weight.stride(0)), y.stride(), act, alpha, gain, clamp,
+            prologue=False, epilogue=True, out_scale=1.0, tile=tile)
+    return y, (z if z is not None else x.new_empty(0))
+
+
+def linear_grad_input(grad, s, weight, act, alpha, gain, clamp):
+    """dL/dx = (dL/dy * act'(s)) @ w, [M, K]."""
+    op = "linear_grad_input"
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, weight=weight)
+    _check_2d(op, grad=grad, s=s, weight=weight)
+    check_act(op, act, alpha, gain, clamp)
+    m, n = grad.shape
+    if weight.shape[0] != n:
+        raise ValueError(f"{op}: grad has {n} columns, weight {tuple(weight.shape)} has {weight.shape[0]} rows")
+    kk = weight.shape[1]
+    gx = new_output((m, kk), grad.dtype, grad.device)
+    tile = _tiles.pick("gemm", grad.device, grad.dtype, m, kk, n)
+    prologue = s is not None
+    _launch(grad, s, weight, None, gx, None, None, m, kk, n, grad.stride(),
+            s.stride() if prologue else (0, 0), weight.stride(), gx.stride(), act, alpha, gain, clamp,
+            prologue=prologue, epilogue=False, out_scale=1.0 if prologue else gain, tile=tile)
+    return gx
+
+
+def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
+    """(dL/dw [N, K], dL/db [N] or empty) = (dZ^T @ x, column sums of dZ)."""
+    op = "linear_grad_weight"
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, x=x)
+    _check_2d(op, grad=grad, s=s, x=x)
+    check_act(op, act, alpha, gain, clamp)
+    m, n = grad.shape
+    if x.shape[0] != m:
+        raise ValueError(f"{op}: grad has {m} rows, x has {x.shape[0]}")
+    kk = x.shape[1]
+    gw = new_output((n, kk), x.dtype, x.device)
+    gb = new_output((n,), grad.dtype, grad.device) if need_bias else None
+    tile = _tiles.pick("gemm_wgrad", x.device, x.dtype, n, kk, m)
+    k_iters = triton.cdiv(m, tile.BLOCK_K)
+    tiles = triton.cdiv(n, tile.BLOCK_M) * triton.cdiv(kk, tile.BLOCK_N)
+    split = _tiles.split_count(tile, x.device, tiles, k_iters)
+    iters_per_split = triton.cdiv(k_iters, split)
+    split = triton.cdiv(k_iters, iters_per_split)  # no empty slice
+    out = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
+    rowsum = None
+    if need_bias:
+        rowsum = partials_buffer(split, n, grad.dtype, grad.device) if split > 1 else gb
+    prologue = s is not None
+    # A = dZ^T: grad's (and s's) strides swapped.
+    _launch(grad, s, x, None, out, None, rowsum, n, kk, m, (grad.stride(1), grad.stride(0)),
+            (s.stride(1), s.stride(0)) if prologue else (0, 0), x.stride(), (kk, 1),
+            act, alpha, gain, clamp, prologue=prologue, epilogue=False,
+            out_scale=1.0 if prologue else gain, split=split,
+            iters_per_split=iters_per_split, split_stride=gw.numel() if split > 1 else 0, tile=tile)
+    if split > 1:
+        sum_partials(out, gw)
+        if need_bias:
+            sum_partials(rowsum, gb)
+    return gw, (gb if gb is not None else grad.new_empty(0))
