@@ -142,12 +142,6 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return cli.EXIT_USAGE
-    except ModuleNotFoundError as error:  # a backend without the kernels a run needs
-        if not (error.name or "").startswith("fastgan.kernels."):
-            raise
-        print(f"{parser.prog}: error: backend {own.backend!r} cannot train this run: {error.name} does not exist "
-              f"(its Triton kernels have not landed)", file=sys.stderr)
-        return EXIT_FAILED
     except RuntimeError as error:  # the backend cannot run here (no interpreter, no triton)
         print(f"{parser.prog}: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return cli.EXIT_USAGE
