@@ -78,11 +78,13 @@ def activation(act: str) -> nn.Module:
             "sigmoid": nn.Sigmoid}[act]()
 
 
-def layer_module(spec: dict, *, bn: bool, act: bool = True) -> nn.Sequential:
-    """conv -> [BatchNorm2d] -> activation in plain torch.nn; the conv has a bias
-    exactly when there is no batch norm (which would cancel it)."""
+def layer_module(spec: dict, *, bn: bool, bias: bool | None = None, act: bool = True) -> nn.Sequential:
+    """conv -> [BatchNorm2d] -> activation in plain torch.nn. By default the conv has a
+    bias exactly when there is no batch norm (which would cancel it); the DCGAN models
+    pass bias=False throughout, as pytorch/examples does."""
     conv_type = nn.ConvTranspose2d if spec["transposed"] else nn.Conv2d
-    parts = [conv_type(spec["c_in"], spec["c_out"], 4, spec["stride"], spec["padding"], bias=not bn)]
+    bias = not bn if bias is None else bias
+    parts = [conv_type(spec["c_in"], spec["c_out"], 4, spec["stride"], spec["padding"], bias=bias)]
     if bn:
         parts.append(nn.BatchNorm2d(spec["c_out"]))
     if act:
@@ -111,7 +113,7 @@ class PlainGenerator(nn.Module):
         self.latent = latent
         self.embed = nn.Embedding(classes, cond_dim) if classes else None
         specs = [s for s in layer_specs(size, width, latent + (cond_dim if classes else 0), channels) if s["name"][0] == "G"]
-        self.body = nn.Sequential(*[m for s in specs for m in layer_module(s, bn=s["bn"])])
+        self.body = nn.Sequential(*[m for s in specs for m in layer_module(s, bn=s["bn"], bias=False)])
 
     def forward(self, z, c=None):
         if self.embed is not None:
@@ -126,7 +128,7 @@ class PlainDiscriminator(nn.Module):
     def __init__(self, size=64, width=64, channels=3, *, classes=0):
         super().__init__()
         specs = [s for s in layer_specs(size, width, 1, channels) if s["name"][0] == "D"]
-        self.features = nn.Sequential(*[m for s in specs[:-1] for m in layer_module(s, bn=s["bn"])])
+        self.features = nn.Sequential(*[m for s in specs[:-1] for m in layer_module(s, bn=s["bn"], bias=False)])
         self.head = nn.Conv2d(specs[-1]["c_in"], 1, 4, 1, 0, bias=False)
         self.embed = nn.Embedding(classes, specs[-1]["c_in"]) if classes else None
 
