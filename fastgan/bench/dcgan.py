@@ -155,9 +155,13 @@ def wrap(provider: str, module: nn.Module) -> nn.Module:
     if provider == "compile":
         return torch.compile(module)
     if provider == "fastgan":
-        from ..nn import fuse
+        from ..nn import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct, fuse
 
-        return fuse(module)
+        fused = fuse(module)
+        # A fastgan row that silently ran plain PyTorch would be a wrong measurement.
+        if not any(isinstance(m, (BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct)) for m in fused.modules()):
+            raise ValueError(f"fuse() found nothing to fuse in {type(module).__name__}: no fastgan provider for it")
+        return fused
     raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
 
 
