@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
-import re
-import subprocess
 import sys
 
 import torch
@@ -39,6 +36,8 @@ import torch.nn.functional as F
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from dcgan import layer_shapes  # noqa: E402  (the one list of DCGAN-64 layers)
+
+from fastgan.bench import measure  # noqa: E402  (timing, ceilings and records shared with `fastgan bench`)
 
 # The activation each layer is fused with in these measurements.
 LAYER_ACT = {"G4": "tanh", "D0": "lrelu", "D1": "lrelu", "D2": "lrelu", "D3": "lrelu", "D4": "sigmoid"}
@@ -109,36 +108,17 @@ def summarize(layer: dict, times: dict, peak_tflops: float) -> dict:
 
 
 def result_path(out_dir: str | None, device_name: str, now: datetime.datetime) -> pathlib.Path:
-    folder = pathlib.Path(out_dir or os.environ.get("OUT") or ROOT / "benchmarks" / "results")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower()
-    return folder / f"conv_layers_{slug}_{now.strftime('%Y%m%dT%H%M%SZ')}.json"
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return measure.result_path("conv_layers", device_name, now, out_dir)
 
 
 # ------------------------------------------------------------------ device side
 
 
-def measure_peaks(do_bench) -> dict:
+def measure_peaks() -> dict:
     """Dense bf16 matrix rate and device copy bandwidth, measured now on this device."""
-    n = 8192
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    ms = do_bench(lambda: torch.matmul(a, b), warmup=50, rep=300, return_mode="median")
-    src = torch.randn(1 << 28, device="cuda", dtype=torch.bfloat16)  # 512 MiB
-    dst = torch.empty_like(src)
-    copy_ms = do_bench(lambda: dst.copy_(src), warmup=20, rep=200, return_mode="median")
     return {
-        "bf16_matmul_tflops": round(2 * n**3 / (ms * 1e-3) / 1e12, 1),
-        "copy_gbytes_per_s": round(2 * src.numel() * src.element_size() / (copy_ms * 1e-3) / 1e9, 1),
+        "bf16_matmul_tflops": round(measure.matmul_tflops("cuda", n=8192, dtype=torch.bfloat16, reps=50)["tflops"], 1),
+        "copy_gbytes_per_s": round(measure.copy_gbytes_per_s("cuda", elements=1 << 28, reps=50), 1),
     }
 
 
@@ -239,7 +219,7 @@ def main(argv=None) -> int:
 
     device = torch.device("cuda")
     wanted = {s for s in args.layers.split(",") if s}
-    peaks = measure_peaks(do_bench)
+    peaks = measure_peaks()
     print(f"device {torch.cuda.get_device_name()}: bf16 matmul {peaks['bf16_matmul_tflops']} TFLOP/s, "
           f"copy {peaks['copy_gbytes_per_s']} GB/s", flush=True)
     records = []
@@ -262,7 +242,7 @@ def main(argv=None) -> int:
         "config_file": _tiles.table_name_for(device),
         "torch": torch.__version__,
         "triton": triton.__version__,
-        "commit": git_commit(),
+        "commit": measure.git_commit(),
         "date": now.isoformat(timespec="seconds"),
         "batch": args.batch,
         "dtype": args.dtype,
@@ -271,9 +251,7 @@ def main(argv=None) -> int:
         "peaks": peaks,
         "layers": records,
     }
-    path = result_path(args.out, result["device"], now)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path = measure.write_json(result_path(args.out, result["device"], now), result)
     print(f"wrote {path}")
     return 0
 

@@ -24,19 +24,15 @@ import argparse
 import datetime as _dt
 import json
 import math
-import os
 import pathlib
-import platform
-import re
-import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 import fastgan
 from fastgan import functional as FG
+from fastgan.bench import measure  # timing and records shared with `fastgan bench`
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZES = [4**k for k in range(4, 13)]  # 256 ... 16,777,216
@@ -94,14 +90,8 @@ def make_timer(device: str):
         import triton.testing
 
         return lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-    def wall_clock(fn):
-        fn()  # warm-up (compiles)
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) * 1e3
-
-    return wall_clock
+    # The CPU dry run: one warm-up call (compiles), one timed call.
+    return lambda fn: measure.time_ms(fn, device, warmup=1, reps=1).median_ms
 
 
 def copy_bandwidth_gbps(timer, device: str, elements: int) -> float:
@@ -192,35 +182,8 @@ def summary(records) -> dict:
     return out
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"cpu ({platform.processor() or platform.machine()}, Triton interpreter)"
-
-
-def versions() -> dict:
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    return {"torch": torch.__version__, "triton": triton_version, "python": platform.python_version()}
-
-
 def output_path(out_dir: str | None, device: str, date: _dt.datetime) -> pathlib.Path:
-    folder = pathlib.Path(out_dir or os.environ.get("OUT") or ROOT / "benchmarks" / "results")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name(device)).strip("-").lower()
-    return folder / f"loss_bn-{slug}-{date.strftime('%Y%m%dT%H%M%S')}.json"
+    return measure.result_path("loss_bn", measure.device_name(device), date, out_dir)
 
 
 def parse_args(argv):
@@ -251,12 +214,10 @@ def main(argv=None) -> pathlib.Path:
     if not args.skip_bn:
         records += bn_records(timer, args.device, args.sizes, args.dtypes, args.compile)
     result = dict(
-        benchmark="loss_bn", device=device_name(args.device), **versions(), commit=git_commit(),
-        date=started.isoformat(), copy_GBps=copy_gbps, records=records, summary=summary(records),
+        benchmark="loss_bn", **measure.environment(args.device, started), copy_GBps=copy_gbps, records=records, summary=summary(records),
     )
     path = output_path(args.out, args.device, started)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    measure.write_json(path, result)
     for r in records:
         print(f"{r['op']:20s} {r['case']:40s} {r['dtype']:9s} {r['elements']:>10d}  "
               f"eager {r['eager_ms']:8.4f} ms  fastgan {r['fastgan_ms']:8.4f} ms  x{r['speedup']:.2f}")

@@ -88,6 +88,12 @@ def resolve(*tensors: torch.Tensor | None) -> str:
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
             "'reference'"
         )
+    if not on_cuda and any(t is not None and t.dtype == torch.bfloat16 for t in tensors):
+        # The interpreter computes bfloat16 as garbage (values near 1e10), never an error.
+        raise RuntimeError(
+            "backend 'triton' on CPU tensors runs Triton's interpreter, which has no bfloat16 math: "
+            "use float32 or float16 on the CPU (bfloat16 kernels run on a GPU), or backend 'reference'"
+        )
     return "triton"
 
 

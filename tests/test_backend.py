@@ -76,3 +76,12 @@ def test_reference_backend_never_imports_kernels():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[1] == "False"
+
+
+def test_triton_on_cpu_refuses_bfloat16_before_any_kernel_runs():
+    # The interpreter has no bfloat16 math and would return garbage, not an error.
+    x, w = torch.randn(2, 3).bfloat16(), torch.randn(4, 3).bfloat16()
+    with fastgan.use_backend("triton"), pytest.raises(RuntimeError, match="no bfloat16 math"):
+        FG.linear_bias_act(x, w)
+    with fastgan.use_backend("triton"):  # float16 and float32 run on the interpreter
+        assert FG.linear_bias_act(x.half(), w.half()).dtype == torch.float16
