@@ -64,3 +64,37 @@ def test_bad_input():
         M.evaluate_modes(lambda n: torch.zeros(n, 2), "spiral")
     with pytest.raises(ValueError, match="seeds must be a non-empty sequence"):
         M.evaluate_modes(lambda n: torch.zeros(n, 2), "ring", seeds=())
+
+
+def test_conditional_mode_sampler_scores_whether_each_point_lands_on_its_own_mode():
+    modes = M.grid_modes()
+
+    def on_own_mode(conditions):
+        return modes[conditions] + M.GRID_SIGMA * torch.randn(len(conditions), 2, dtype=torch.float64)
+
+    result = M.evaluate_modes_conditional(on_own_mode, "grid", seeds=(0, 1))
+    overall = result["overall"]
+    assert overall["modes"] == (25.0, 0.0)
+    assert overall["accuracy"][0] == pytest.approx(1 - math.exp(-4.5), abs=0.01)
+    assert overall["reverse_kl"][0] < 0.01  # 100 conditions per mode: balanced by construction
+    assert set(result["per_class"]) == set(range(25))
+    assert all(row["accuracy"][0] > 0.93 for row in result["per_class"].values())
+
+    def shifted(conditions):  # perfect points, on the wrong mode
+        return on_own_mode((conditions + 1) % 25)
+
+    wrong = M.evaluate_modes_conditional(shifted, "grid", seeds=(0,))
+    assert wrong["overall"]["modes"][0] == 25 and wrong["overall"]["high_quality"][0] > 0.97
+    assert wrong["overall"]["accuracy"][0] == 0.0
+    assert all(row["high_quality"][0] > 0.9 and row["accuracy"][0] == 0 for row in wrong["per_class"].values())
+
+    def even_only(conditions):  # odd conditions land far from every mode
+        return torch.where((conditions % 2 == 0)[:, None], on_own_mode(conditions), torch.tensor(9.0, dtype=torch.float64))
+
+    half = M.evaluate_modes_conditional(even_only, "grid", seeds=(0,), n=500)
+    assert half["overall"]["modes"][0] == 13  # the even modes only
+    assert half["per_class"][1]["high_quality"] == (0.0, 0.0)
+    with pytest.raises(ValueError, match="expected a tensor with 500 samples"):
+        M.evaluate_modes_conditional(lambda c: on_own_mode(c)[:10], "grid", seeds=(0,), n=500)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        M.evaluate_modes_conditional(on_own_mode, "grid", n=0)

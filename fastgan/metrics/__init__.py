@@ -7,11 +7,11 @@ Samples of image GANs, in the feature space of a classifier trained on real data
 2-D toys (VEEGAN/PacGAN protocol): ring_coverage(samples), grid_coverage(samples).
 Recommendation: ranking_metrics(scores, held_out, exclude=train, ks=(5, 20)).
 Over seeds, for any sampler callable: evaluate_conditional(sample, clf, real, labels),
-evaluate_modes(sample, "ring" | "grid").
+evaluate_modes(sample, "ring" | "grid"), evaluate_modes_conditional(sample, "ring" | "grid").
 """
 
 from .classifier import FeatureClassifier, train_classifier
-from .evaluate import evaluate_conditional, evaluate_modes, format_summary
+from .evaluate import evaluate_conditional, evaluate_modes, evaluate_modes_conditional, format_summary
 from .feature_space import conditional_accuracy, density_coverage, frechet_distance, knn_radii, precision_recall
 from .modes import (
     GRID_SIGMA,
@@ -21,6 +21,7 @@ from .modes import (
     grid_coverage,
     grid_modes,
     mode_coverage,
+    nearest_mode,
     ring_coverage,
     ring_modes,
 )
@@ -37,12 +38,14 @@ __all__ = [
     "density_coverage",
     "evaluate_conditional",
     "evaluate_modes",
+    "evaluate_modes_conditional",
     "format_summary",
     "frechet_distance",
     "grid_coverage",
     "grid_modes",
     "knn_radii",
     "mode_coverage",
+    "nearest_mode",
     "precision_recall",
     "ranking_metrics",
     "ranking_metrics_per_user",

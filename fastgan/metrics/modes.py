@@ -53,8 +53,9 @@ class ModeCoverage:
         }
 
 
-def mode_coverage(samples, modes, sigma: float, *, threshold: float = 3.0) -> ModeCoverage:
-    """Score samples [N, 2] (or [N, D]) against mode centres [M, D] of std sigma."""
+def nearest_mode(samples, modes, sigma: float, *, threshold: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of each sample's nearest mode [N], whether it lies within threshold*sigma
+    of it [N]): the assignment every score below is built on."""
     modes = I.points("modes", modes)
     samples = I.points("samples", samples, dim=modes.shape[1])
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
@@ -62,7 +63,13 @@ def mode_coverage(samples, modes, sigma: float, *, threshold: float = 3.0) -> Mo
     if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"threshold must be a positive number, got {threshold!r}")
     distance, nearest = torch.cdist(samples, modes).min(1)
-    good = distance < threshold * sigma
+    return nearest, distance < threshold * sigma
+
+
+def mode_coverage(samples, modes, sigma: float, *, threshold: float = 3.0) -> ModeCoverage:
+    """Score samples [N, 2] (or [N, D]) against mode centres [M, D] of std sigma."""
+    modes = I.points("modes", modes)
+    nearest, good = nearest_mode(samples, modes, sigma, threshold=threshold)
     counts = torch.bincount(nearest[good], minlength=modes.shape[0])
     total = int(counts.sum())
     if total == 0:

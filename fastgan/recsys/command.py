@@ -1,63 +1,103 @@
-"""`python -m fastgan.recsys` (to become `fastgan eval recsys`): CFGAN, EASE and TopPop
-on one data set under the protocol of fastgan.recsys.protocol, mean +- std over seeds.
+"""`fastgan eval recsys` (also `python -m fastgan.recsys`): CFGAN, EASE and TopPop on
+one data set under the protocol of fastgan.recsys.protocol, mean +- std over seeds.
 
-    python -m fastgan.recsys                       # MovieLens-100K from recbole, 3 seeds
-    python -m fastgan.recsys --data ratings.csv --models EASE TopPop
-    python -m fastgan.recsys --json benchmarks/results/recsys-ml100k.json
+    fastgan eval recsys                       # MovieLens-100K from recbole, 3 seeds
+    fastgan eval recsys --data ratings.csv --models EASE TopPop
+    fastgan eval recsys --json benchmarks/results/recsys-ml100k.json
+
+Bad input is a one-line error and exit status 2, as everywhere in the fastgan command.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime
 import json
-import platform
-import subprocess
 import sys
 import time
 
 import torch
 
+from .._provenance import provenance
+from ..cli import EXIT_USAGE, UsageError, _device, _nonneg_float, _nonneg_int, _Parser, _positive_int
 from .cfgan import CFGANConfig
 from .data import MOVIELENS_100K, load_interactions, load_user_features
 from .protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fastgan eval recsys",
-        description="Top-k recommendation quality of CFGAN (a conditional GAN on fastgan's fused blocks) "
-        "against TopPop and EASE, random per-user 80/20 split, hyperparameters chosen on a validation split.",
-    )
+DESCRIPTION = ("Top-k recommendation quality of CFGAN (a conditional GAN on fastgan's fused blocks) against TopPop "
+               "and EASE, random per-user 80/20 split, hyperparameters chosen on a validation split.")
+
+
+def build_parser() -> _Parser:
+    p = _Parser(prog="fastgan eval recsys", description=DESCRIPTION)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p) -> None:
+    """The command's options, on `p` (its own parser, or `fastgan eval`'s recsys subparser)."""
     p.add_argument("--data", default=MOVIELENS_100K,
                    help=f"{MOVIELENS_100K!r} (read from the installed recbole package) or a .inter / u.data / "
                         "user,item[,rating] CSV file (default: %(default)s)")
-    p.add_argument("--min-rating", type=float, default=None,
+    p.add_argument("--min-rating", type=_nonneg_float, default=None,
                    help="keep only ratings >= this as positives (default: every rated pair is a positive)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one split and model init per seed")
+    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2], help="one split and model init per seed")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--demographics", default=None, metavar="USER_FILE",
                    help=f"condition CFGAN on age/gender/occupation from this .user / u.user file "
                         f"({MOVIELENS_100K!r} for the one in recbole)")
-    p.add_argument("--cold-start", type=int, default=None, metavar="N",
+    p.add_argument("--cold-start", type=_nonneg_int, default=None, metavar="N",
                    help="also report users with at most N training positives")
-    p.add_argument("--epochs", type=int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
-    p.add_argument("--device", default="cpu", help="torch device for CFGAN (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
+    p.add_argument("--device", type=_device, default="cpu", help="torch device for CFGAN (default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here as JSON")
     p.add_argument("--verbose", action="store_true", help="print validation scores while training")
-    return p
+
+
+def command_line(args) -> str:
+    """The command that reproduces a run, from its parsed options (recorded in the JSON)."""
+    words = ["fastgan", "eval", "recsys"]
+    defaults = build_parser().parse_args([])
+    for action in build_parser()._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if value == getattr(defaults, action.dest):
+            continue
+        flag = action.option_strings[0]
+        if value is True:
+            words.append(flag)
+        else:
+            words += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; 0 on success, 2 (after one line on stderr) on bad input."""
+    try:
+        return run(build_parser().parse_args(argv))
+    except UsageError as error:
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run(args) -> int:
+    """The command on parsed options; bad input raises UsageError."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"fastgan eval recsys: error: argument --device: {args.device!r} but CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = CFGANConfig() if args.epochs is None else CFGANConfig(epochs=args.epochs)
-    data = load_interactions(args.data, min_rating=args.min_rating)
+    try:
+        data = load_interactions(args.data, min_rating=args.min_rating)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise UsageError(f"fastgan eval recsys: error: argument --data: {error}") from None
     matrix = data.matrix()
-    features = None if args.demographics is None else load_user_features(args.demographics, data.user_ids)
+    try:
+        features = None if args.demographics is None else load_user_features(args.demographics, data.user_ids)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(f"fastgan eval recsys: error: argument --demographics: {error}") from None
     print(f"data {args.data}: {data.n_users} users, {data.n_items} items, {matrix.nnz} positives; "
           f"seeds {args.seeds}", flush=True)
 
@@ -83,11 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         record = {
-            "command": "python -m fastgan.recsys " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": _commit(),
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            "command": command_line(args),
+            **provenance(),
             "data": {"source": str(args.data), "users": data.n_users, "items": data.n_items, "positives": int(matrix.nnz)},
             "seeds": args.seeds,
             "cfgan_config": dataclasses.asdict(config),
@@ -107,9 +144,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.json}")
     return 0
 
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
