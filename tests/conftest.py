@@ -42,6 +42,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _keep_threads():
+    # The commands (fastgan train/eval/bench) set torch's thread count in-process.
+    yield
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+@pytest.fixture(autouse=True)
 def _restore_backend():
     before = fastgan.get_backend()
     yield

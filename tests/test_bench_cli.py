@@ -14,13 +14,6 @@ from fastgan.cli import main
 from fastgan.bench.dcgan import COLUMNS
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    before = torch.get_num_threads()  # `fastgan bench` sets the thread count in-process
-    yield
-    torch.set_num_threads(before)
-
-
 def test_bench_prints_the_table_and_writes_the_json(tmp_path):
     exe = Path(sys.executable).with_name("fastgan")
     out = tmp_path / "sub" / "bench.json"

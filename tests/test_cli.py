@@ -18,13 +18,6 @@ from fastgan.cli import main
 TINY = ["--width", "4", "--latent", "4", "--batch-size", "16", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    before = torch.get_num_threads()  # `fastgan train` sets the thread count in-process
-    yield
-    torch.set_num_threads(before)
-
-
 def fastgan_cmd(*args, cwd, timeout=300):
     # The installed console script, as a user runs it.
     exe = Path(sys.executable).with_name("fastgan")

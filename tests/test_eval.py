@@ -18,13 +18,6 @@ from fastgan.train.recipes import resolve
 TINY = ["--width", "8", "--latent", "4", "--batch-size", "16", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    before = torch.get_num_threads()  # the commands set the thread count in-process
-    yield
-    torch.set_num_threads(before)
-
-
 def test_eval_of_a_ring_checkpoint_matches_scoring_its_generator_by_hand(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", "ring", "--steps", "3", "--out", "ring", "--ema", "0.5", *TINY]) == 0

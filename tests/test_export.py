@@ -15,14 +15,6 @@ from fastgan.reference.activations import ACTIVATIONS
 from fastgan.train import load_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def one_line_error(argv, capsys, match):
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()

@@ -19,14 +19,6 @@ SIZES = (8, 16, 32, 64, 128, 256)
 CONDS = {"none": 0, "label": 10, "attributes": 5, "user": 50}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: threads only contend with each other
-    yield
-    torch.set_num_threads(before)
-
-
 def condition(kind, n, generator=None):
     if kind == "none":
         return None

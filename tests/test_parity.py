@@ -2,20 +2,11 @@
 reference and on the Triton kernels trains the same model. The full-length check is a
 command (python -m fastgan.train.parity); here, a few steps of a tiny ring model."""
 
-import pytest
 import torch
 
 from fastgan.train.parity import compare, main, train_and_score
 
 TINY_RUN = dict(data="ring", steps=4, width=16, latent=4, batch_size=32, seed=0, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_triton_training_follows_the_reference_step_by_step():

@@ -22,15 +22,6 @@ TINY = CFGANConfig(hidden_g=32, hidden_d=16, act="relu", output_act="linear", lr
                    zr_weight=0.1, ema=0.9)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These networks are tiny: extra threads only spin-wait on a busy machine (10x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_negative_samples_never_touch_observed_items():
     observed = (torch.rand(50, 200, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     mask = _sample_negatives(observed, 0.7, torch.Generator().manual_seed(1))

@@ -12,14 +12,6 @@ from fastgan.train import EMA, NonFiniteLossError, Trainer, load_checkpoint, loa
 from fastgan.train.order import BatchOrder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def small_data(n=24, nan_at=None):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, 1, 8, 8, generator=gen) * 2 - 1
