@@ -5,6 +5,7 @@ interpreter switch that selects the one fixed tile config."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 
@@ -28,6 +29,30 @@ def poison_outputs(enabled: bool = True):
         yield
     finally:
         _poison = before
+
+
+class LaunchConfigs:
+    """A kernel family's launch config: one for the GPU, one for the interpreter (which
+    runs programs one after another, so it wants few large tiles); tests replace fields
+    with configured() to reach every code path."""
+
+    def __init__(self, gpu, interpreter):
+        self.gpu, self.interpreter, self._override = gpu, interpreter, None
+
+    def current(self):
+        if self._override is not None:
+            return self._override
+        return self.interpreter if interpreting() else self.gpu
+
+    @contextlib.contextmanager
+    def configured(self, **changes):
+        """Run with some config fields replaced."""
+        before = self._override
+        self._override = dataclasses.replace(self.current(), **changes)
+        try:
+            yield self._override
+        finally:
+            self._override = before
 
 
 def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:

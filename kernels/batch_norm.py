@@ -35,15 +35,14 @@ the same inputs give the same bits.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from . import activation as KA
-from ._common import accumulator_dtype, interpreting, new_output, new_output_like, split_float32
+from ._common import LaunchConfigs, accumulator_dtype, new_output, new_output_like, split_float32
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -72,25 +71,9 @@ INTERPRETER_CONFIG = BatchNormConfig(
     tile=8192, max_block_c=64, max_block_r=1024, target_programs=8, fused_max_tiles=2,
     finalize_block_p=64, finalize_block_c=64, num_warps=4,
 )
-_config_override: BatchNormConfig | None = None
-
-
-def config() -> BatchNormConfig:
-    if _config_override is not None:
-        return _config_override
-    return INTERPRETER_CONFIG if interpreting() else GPU_CONFIG
-
-
-@contextlib.contextmanager
-def configured(**changes):
-    """Run with some config fields replaced (tests use it to reach every path)."""
-    global _config_override
-    before = _config_override
-    _config_override = replace(config(), **changes)
-    try:
-        yield _config_override
-    finally:
-        _config_override = before
+_CONFIGS = LaunchConfigs(GPU_CONFIG, INTERPRETER_CONFIG)
+config = _CONFIGS.current
+configured = _CONFIGS.configured  # tests replace fields to reach every path
 
 
 # ----------------------------------------------------------------------------- helpers

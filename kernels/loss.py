@@ -36,14 +36,13 @@ the interpreter). d_real uses the cancellation-free forms softplus(-r) + (1 - y)
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import accumulator_dtype, interpreting, is_dense, new_output, new_output_like, split_float32
+from ._common import LaunchConfigs, accumulator_dtype, is_dense, new_output, new_output_like, split_float32
 
 KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
 REDUCTIONS = ("mean", "sum", "none")
@@ -62,25 +61,9 @@ class LossConfig:
 GPU_CONFIG = LossConfig(block=2048, max_programs=1024, reduce_block=1024, num_warps=8)
 # The interpreter runs programs one after another: few large tiles.
 INTERPRETER_CONFIG = LossConfig(block=8192, max_programs=4, reduce_block=64, num_warps=4)
-_config_override: LossConfig | None = None
-
-
-def config() -> LossConfig:
-    if _config_override is not None:
-        return _config_override
-    return INTERPRETER_CONFIG if interpreting() else GPU_CONFIG
-
-
-@contextlib.contextmanager
-def configured(**changes):
-    """Run with some config fields replaced (tests use it to reach every path)."""
-    global _config_override
-    before = _config_override
-    _config_override = replace(config(), **changes)
-    try:
-        yield _config_override
-    finally:
-        _config_override = before
+_CONFIGS = LaunchConfigs(GPU_CONFIG, INTERPRETER_CONFIG)
+config = _CONFIGS.current
+configured = _CONFIGS.configured  # tests replace fields to reach every path
 
 
 @triton.jit
