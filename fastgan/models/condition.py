@@ -77,3 +77,15 @@ class Condition(nn.Module):
 def no_condition_given(c, name: str) -> None:
     if c is not None:
         raise ValueError(f"{name} is unconditional (cond_kind='none') but a condition c was given")
+
+
+def embed_for_generator(condition: Condition | None, cond_mode: str, z: torch.Tensor, c):
+    """(z, embedding) for a generator's blocks: c checked and embedded (None when the
+    generator is unconditional), and concatenated to z when cond_mode is 'concat'."""
+    if condition is None:
+        no_condition_given(c, "this generator")
+        return z, None
+    embedding = condition(condition.check(c, z.shape[0]))
+    if cond_mode == "concat":
+        z = torch.cat([z, embedding.to(z.dtype)], dim=1)
+    return z, embedding

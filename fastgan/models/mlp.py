@@ -15,7 +15,7 @@ from torch import nn
 from ..nn import LinearAct
 from ..reference.activations import ACTIVATIONS
 from ._common import NORMS, Block, NormAct, choice, positive_int
-from .condition import Condition, check_condition, no_condition_given
+from .condition import Condition, check_condition, embed_for_generator, no_condition_given
 
 G_COND_MODES = ("concat", "cbn")
 D_COND_MODES = ("projection", "concat")
@@ -76,13 +76,7 @@ class MLPGenerator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must be [N, {self.latent_dim}], got shape {tuple(z.shape)}")
-        embedding = None
-        if self.condition is None:
-            no_condition_given(c, "this generator")
-        else:
-            embedding = self.condition(self.condition.check(c, z.shape[0]))
-            if self.cond_mode == "concat":
-                z = torch.cat([z, embedding.to(z.dtype)], dim=1)
+        z, embedding = embed_for_generator(self.condition, self.cond_mode, z, c)
         h = z
         for block in self.blocks:
             h = block(h, embedding)
