@@ -20,6 +20,29 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# While `emulating()` is active: (Triton target key, number of SMs) of the GPU whose
+# launch decisions are reproduced on tensors of any device.
+_emulated: tuple[str, int] | None = None
+
+
+def emulated_gpu() -> tuple[str, int] | None:
+    return _emulated
+
+
+@contextlib.contextmanager
+def emulating(target: str = "cuda_90", sms: int = 132):
+    """Choose launch configs (tiles, split-K counts, dot precision) as on a GPU of
+    Triton target `target` (cuda_90, cuda_80) with `sms` multiprocessors, whatever
+    device the tensors are on: the static kernel report, launch counts and the
+    host-overhead benchmark reproduce a GPU step's launches without a GPU."""
+    global _emulated
+    before, _emulated = _emulated, (target, int(sms))
+    try:
+        yield
+    finally:
+        _emulated = before
+
+
 @contextlib.contextmanager
 def poison_outputs(enabled: bool = True):
     """Fill every kernel output with NaN before the kernel writes it (tests)."""
@@ -42,7 +65,7 @@ class LaunchConfigs:
     def current(self):
         if self._override is not None:
             return self._override
-        return self.interpreter if interpreting() else self.gpu
+        return self.interpreter if interpreting() and _emulated is None else self.gpu
 
     @contextlib.contextmanager
     def configured(self, **changes):

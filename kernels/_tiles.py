@@ -28,7 +28,7 @@ from importlib import resources
 
 import torch
 
-from ._common import interpreting
+from ._common import emulated_gpu, emulating, interpreting  # noqa: F401  (emulating: re-exported)
 
 # Kernel kinds with a config each: conv forward / input gradient (one kernel), conv
 # weight gradient, linear forward / input gradient, linear weight gradient.
@@ -195,6 +195,10 @@ def table_name_for(device: torch.device) -> str:
     return _table_name_for_index(device.index or 0)
 
 
+def _interpreter_tiles(device: torch.device) -> bool:
+    return emulated_gpu() is None and (interpreting() or device.type == "cpu")
+
+
 # Tiles forced by the caller (the GPU test sweep and the tuning script), per kind.
 _forced: dict[str, Tile] = {}
 # While `recording()` is active: the (kind, shape key) of every lookup, in order.
@@ -227,7 +231,7 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
         _recorded.append((kind, shape_key(dtype, m, n, k)))
     if kind in _forced:
         return _forced[kind]
-    if interpreting() or device.type == "cpu":
+    if _interpreter_tiles(device):
         largest = INTERPRETER[kind]
         return replace(
             largest,
@@ -235,11 +239,17 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
             BLOCK_N=min(largest.BLOCK_N, _bucket(n)),
             BLOCK_K=min(largest.BLOCK_K, _bucket(k)),
         )
-    table = load_table(table_name_for(device))[kind]
+    if emulated_gpu() is not None:
+        name = f"{emulated_gpu()[0]}.json"
+        table = load_table(name if name in config_names() else "default.json")[kind]
+    else:
+        table = load_table(table_name_for(device))[kind]
     return table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
 
 
 def processors(device: torch.device) -> int:
+    if emulated_gpu() is not None:
+        return emulated_gpu()[1]
     if interpreting() or device.type == "cpu":
         return INTERPRETER_PROCESSORS
     return _device_info(device.index or 0)[1]
@@ -255,7 +265,7 @@ def split_count(tile: Tile, device: torch.device, tiles: int, k_iters: int, min_
     """
     if tile.SPLIT_K is not None:
         return max(1, min(tile.SPLIT_K, k_iters))
-    if interpreting() or device.type == "cpu":
+    if _interpreter_tiles(device):
         min_iters = 1
     want = -(-2 * processors(device) // max(tiles, 1))
     return max(1, min(want, k_iters // min_iters))
@@ -271,6 +281,6 @@ def dot_precision(dtype: torch.dtype) -> str:
     """
     if dtype != torch.float32:
         return "tf32"
-    if interpreting():
+    if interpreting() and emulated_gpu() is None:
         return "ieee"
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"

@@ -1,0 +1,55 @@
+"""Every Triton kernel launch a piece of code makes, recorded (and optionally not run).
+
+Launch counts per training step, the host-overhead benchmark (kernels stubbed out, so
+only Python and PyTorch host work is timed) and the static kernel report (each launch
+compiled for sm_90 / sm_80 exactly as the JIT would specialise it) all need the same
+thing: the kernel, grid and arguments of each `kernel[grid](*args, **kwargs)` call.
+Triton's JIT and interpreter kernels both launch through KernelInterface.__getitem__,
+which is patched for the duration of `recording_launches`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+
+@dataclass
+class Launch:
+    kernel: Any  # the JITFunction / InterpretedFunction launched
+    grid: Any
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        fn = getattr(self.kernel, "fn", None)
+        return getattr(fn, "__name__", None) or getattr(self.kernel, "__name__", repr(self.kernel))
+
+
+@contextlib.contextmanager
+def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
+    """Yield a list that receives a Launch per Triton kernel launch made inside the
+    block. execute=False replaces every launch by a no-op: outputs keep whatever the
+    launchers allocated them with (so results are meaningless), but the host-side work
+    (dispatch, checks, planning, allocation) runs exactly as in a real step."""
+    from triton.runtime.jit import KernelInterface
+
+    launches: list[Launch] = []
+    original = KernelInterface.__getitem__
+
+    def getitem(self, grid):
+        def launch(*args, **kwargs):
+            launches.append(Launch(self, grid, args, kwargs))
+            if execute:
+                return original(self, grid)(*args, **kwargs)
+            return None
+
+        return launch
+
+    KernelInterface.__getitem__ = getitem
+    try:
+        yield launches
+    finally:
+        KernelInterface.__getitem__ = original
