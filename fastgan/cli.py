@@ -553,12 +553,13 @@ def run_bench(args) -> int:
     result = dcgan.run(cfg, providers, warmup=args.warmup or (5 if gpu else 2), steps=args.steps or (20 if gpu else 5),
                        log=log).as_dict()
     print(dcgan.format_table(result))
-    bad = [r["provider"] for r in result["records"] if not r["losses_finite"]]
+    # Skipped providers (CUDA-only ones on a CPU) are not failures; failed ones are.
+    bad = [r["provider"] for r in result["records"] if r.get("error") or r["losses_finite"] is False]
     if args.json is not None:
         measure.write_json(args.json, result)
         log(f"wrote {args.json}")
     if bad:
-        print(f"fastgan bench: error: non-finite losses from {', '.join(bad)}", file=sys.stderr)
+        print(f"fastgan bench: error: failed or non-finite losses from {', '.join(bad)}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
