@@ -158,6 +158,15 @@ def test_trainer_refuses_cuda_graph_without_cuda():
         Trainer(*models(), image_data(), device="cpu", cuda_graph="yes", progress=False)
 
 
+def test_trainer_refuses_a_batch_norm_a_graph_would_freeze():
+    g, d = models()
+    bn = next(m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.momentum = None
+    with pytest.raises(ValueError, match=r"cuda_graph=True: generator module '[\w.]+' is a batch norm with momentum=None"):
+        Trainer(g, d, image_data(), device="cpu", cuda_graph=True, progress=False)
+    Trainer(g, d, image_data(), device="cpu", progress=False).train_step()  # fine without graphs
+
+
 def test_optimizer_state_loads_keep_the_trainers_own_update_settings(tmp_path):
     """A checkpoint written with CUDA graphs (capturable, fused Adam) resumes on a CPU
     Trainer with its own (single-tensor) Adam, and the state is loaded exactly."""

@@ -117,6 +117,7 @@ class Trainer:
         self.local_batch, self.micro_batch = per_process, per_process // accumulate
         self.amp = self.device.type == "cuda" if amp == "auto" else bool(amp)
         if cuda_graph:
+            _check_graphable(generator, discriminator)
             why = cuda_graph_unsupported(self.device)
             if why is not None:
                 raise ValueError(f"cuda_graph=True: {why}; train with cuda_graph=False on {self.device}")
@@ -577,6 +578,20 @@ class Trainer:
         trainer = cls(build(state["config"]["generator"]), build(state["config"]["discriminator"]), data, **settings)
         trainer.load(path)
         return trainer
+
+
+def _check_graphable(*models: nn.Module) -> None:
+    """Refuse, before training, what a captured step would get wrong: a batch norm with
+    momentum=None averages with factor 1/num_batches_tracked, a Python number read from
+    the device each step (a host sync) that a graph would freeze at its capture value."""
+    for model, role in zip(models, ("generator", "discriminator")):
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is None \
+                    and module.track_running_stats:
+                raise ValueError(
+                    f"cuda_graph=True: {role} module {name!r} is a batch norm with momentum=None (cumulative "
+                    f"average, a factor that changes every step and cannot be captured); give it a momentum"
+                )
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
