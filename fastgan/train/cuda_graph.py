@@ -132,6 +132,7 @@ class CapturedStep:
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs = None
+        self._side = None  # the warm-up stream
 
     @property
     def captured(self) -> bool:
@@ -164,7 +165,9 @@ class CapturedStep:
 
     def _run_eagerly(self):
         current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
+        if self._side is None:
+            self._side = torch.cuda.Stream(self.device)
+        side = self._side
         side.wait_stream(current)
         with torch.cuda.stream(side):
             out = self.step(**self.inputs)
