@@ -185,6 +185,75 @@ def test_optimizer_state_loads_keep_the_trainers_own_update_settings(tmp_path):
     assert resumed.step == 3
 
 
+# ------------------------------------------------------------------ graph mode, emulated on a CPU
+class EmulatedGraph:
+    """Stands in for a torch.cuda.CUDAGraph: replay() runs the step again on the static
+    inputs and writes its results into the static outputs of the first replay, as a
+    graph writes into the buffers it recorded. What is not emulated: the recording
+    itself (kernels, addresses, memory pool), which needs a GPU (the gpu tests)."""
+
+    def __init__(self, captured):
+        self.captured = captured
+
+    def replay(self):
+        out = self.captured.step(**self.captured.inputs)
+        if self.captured.outputs is None:
+            self.captured.outputs = out
+        else:
+            for static, new in zip(cuda_graph._tensors(self.captured.outputs), cuda_graph._tensors(out)):
+                static.copy_(new)
+
+
+@pytest.fixture
+def emulated_graphs(monkeypatch):
+    """Trainer(cuda_graph=True) on a CPU with the CUDA parts replaced: no device check,
+    the warm-up on the current stream, EmulatedGraph for the capture; both Adams (the
+    Trainer's and the comparison's) fused, which on a CPU cannot be capturable."""
+    from fastgan.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cuda_graph_unsupported", lambda device: None)
+    monkeypatch.setattr(cuda_graph, "cuda_graph_unsupported", lambda device: None)
+    monkeypatch.setattr(cuda_graph, "check_capturable", lambda optimizers: None)
+    monkeypatch.setattr(trainer_module, "_adam_options", lambda device, graphed: dict(fused=True))
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
+    monkeypatch.setattr(cuda_graph.CapturedStep, "_run_eagerly", lambda self: self.step(**self.inputs))
+
+    def capture(self):
+        self.outputs, self.graph = None, EmulatedGraph(self)
+
+    monkeypatch.setattr(cuda_graph.CapturedStep, "_capture", capture)
+
+
+def test_graph_mode_feeds_each_step_its_own_batch_and_noise(emulated_graphs, tmp_path):
+    """The Trainer's graph-mode plumbing (static inputs shared by the R1 patterns'
+    graphs, copies of each step's batch, conditions and noise, cloned outputs, warm-up
+    counts, resume) gives the eager Trainer's results bit for bit."""
+    settings = dict(SETTINGS, n_critic=2, r1_interval=3, checkpoint_every=100, sample_every=100, log_every=1)
+    eager = Trainer(*models(), image_data(), **settings)
+    graphed = Trainer(*models(), image_data(), cuda_graph=True, **settings)
+    history = []
+    for step in range(3 * (GRAPH_WARMUP + 2)):
+        a, b = eager.train_step(), graphed.train_step()
+        history.append(b["d_loss"])
+        for key in a:
+            assert torch.equal(a[key], b[key]), (step, key)
+        sa, sb = full_state(eager), full_state(graphed)
+        assert not [k for k in sa if not torch.equal(sa[k], sb[k])], step
+    # d_steps 0, 2, 4 (mod 3 -> 0, 2, 1): R1 on D update 0, 1, none -> three graphs.
+    assert sorted(graphed._graphs) == [(False, False), (False, True), (True, False)]
+    assert all(g.captured and g.calls == GRAPH_WARMUP + 2 for g in graphed._graphs.values())
+    assert len({float(d) for d in history}) == len(history)  # outputs were copied, not aliased
+    # A checkpoint of the graphed run resumes exactly (graphs made afresh after the load).
+    graphed.save(tmp_path / "checkpoint.pt")
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", image_data(), cuda_graph=True)
+    assert resumed.cuda_graph and resumed._graphs == {}
+    for _ in range(2):
+        a, b = eager.train_step(), resumed.train_step()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = full_state(eager), full_state(resumed)
+    assert not [k for k in sa if not torch.equal(sa[k], sb[k])]
+
+
 # ------------------------------------------------------------------ on a GPU
 GPU_SETTINGS = dict(batch_size=16, n_critic=1, r1=1.0, r1_interval=2, ema=0.99, loss="hinge", progress=False,
                     device="cuda", seed=3, checkpoint_every=100, sample_every=1000, log_every=5)

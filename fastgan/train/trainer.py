@@ -136,10 +136,7 @@ class Trainer:
         self._data_on_device = hasattr(data, "to")
         self.data = data.to(self.device) if self._data_on_device else data
         self.loss = GANLoss(loss)
-        # Fused Adam on CUDA; capturable too under CUDA graphs (its step count stays on
-        # the device: the same update, without a host read).
-        adam = dict(betas=tuple(self.settings["betas"]), fused=True if self.device.type == "cuda" else None,
-                    capturable=cuda_graph)
+        adam = dict(betas=tuple(self.settings["betas"]), **_adam_options(self.device, cuda_graph))
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, **adam)
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, **adam)
         self.ema = EMA(self.G, self.settings["ema"]) if self.settings["ema"] > 0 else None
@@ -578,6 +575,12 @@ class Trainer:
         trainer = cls(build(state["config"]["generator"]), build(state["config"]["discriminator"]), data, **settings)
         trainer.load(path)
         return trainer
+
+
+def _adam_options(device: torch.device, cuda_graph: bool) -> dict:
+    """Fused Adam on CUDA; capturable too under CUDA graphs (its step count stays on the
+    device: the same update, without a host read)."""
+    return dict(fused=True if device.type == "cuda" else None, capturable=cuda_graph)
 
 
 def _check_graphable(*models: nn.Module) -> None:
