@@ -20,6 +20,7 @@ from fastgan.kernels._common import emulating
 from fastgan.models import DCGANDiscriminator, DCGANGenerator
 from fastgan.train import Trainer, cuda_graph
 from fastgan.train.trainer import GRAPH_WARMUP
+from graph_emulation import emulate_cuda_graphs
 from test_trainer import full_state
 
 
@@ -186,42 +187,9 @@ def test_optimizer_state_loads_keep_the_trainers_own_update_settings(tmp_path):
 
 
 # ------------------------------------------------------------------ graph mode, emulated on a CPU
-class EmulatedGraph:
-    """Stands in for a torch.cuda.CUDAGraph: replay() runs the step again on the static
-    inputs and writes its results into the static outputs of the first replay, as a
-    graph writes into the buffers it recorded. What is not emulated: the recording
-    itself (kernels, addresses, memory pool), which needs a GPU (the gpu tests)."""
-
-    def __init__(self, captured):
-        self.captured = captured
-
-    def replay(self):
-        out = self.captured.step(**self.captured.inputs)
-        if self.captured.outputs is None:
-            self.captured.outputs = out
-        else:
-            for static, new in zip(cuda_graph._tensors(self.captured.outputs), cuda_graph._tensors(out)):
-                static.copy_(new)
-
-
 @pytest.fixture
 def emulated_graphs(monkeypatch):
-    """Trainer(cuda_graph=True) on a CPU with the CUDA parts replaced: no device check,
-    the warm-up on the current stream, EmulatedGraph for the capture; both Adams (the
-    Trainer's and the comparison's) fused, which on a CPU cannot be capturable."""
-    from fastgan.train import trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "cuda_graph_unsupported", lambda device: None)
-    monkeypatch.setattr(cuda_graph, "cuda_graph_unsupported", lambda device: None)
-    monkeypatch.setattr(cuda_graph, "check_capturable", lambda optimizers: None)
-    monkeypatch.setattr(trainer_module, "_adam_options", lambda device, graphed: dict(fused=True))
-    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: "pool")
-    monkeypatch.setattr(cuda_graph.CapturedStep, "_run_eagerly", lambda self: self.step(**self.inputs))
-
-    def capture(self):
-        self.outputs, self.graph = None, EmulatedGraph(self)
-
-    monkeypatch.setattr(cuda_graph.CapturedStep, "_capture", capture)
+    emulate_cuda_graphs(monkeypatch)
 
 
 def test_graph_mode_feeds_each_step_its_own_batch_and_noise(emulated_graphs, tmp_path):

@@ -170,3 +170,17 @@ def test_a_syncing_step_is_caught():
     trainer.loss.generator = generator_loss_that_reads_back
     with fastgan.use_backend("reference"), pytest.raises(HostSyncError, match="__bool__"):
         check_steps_do_not_sync(trainer, steps=1)
+
+
+def test_graph_mode_step_has_no_host_sync(monkeypatch):
+    """Trainer(cuda_graph=True)'s own host path (copies into the static inputs, the
+    graph call, the output clone), with the CUDA parts emulated (graph_emulation.py),
+    through warm-up, capture and replays of both R1 patterns."""
+    from graph_emulation import emulate_cuda_graphs
+    from fastgan.train.trainer import GRAPH_WARMUP
+
+    emulate_cuda_graphs(monkeypatch)
+    trainer = small_trainer(cuda_graph=True, n_critic=1, r1_interval=2)
+    with fastgan.use_backend("reference"):
+        check_steps_do_not_sync(trainer, steps=2 * (GRAPH_WARMUP + 1))
+    assert all(g.captured for g in trainer._graphs.values()) and len(trainer._graphs) == 2
