@@ -67,10 +67,10 @@ def test_a_failing_provider_is_recorded_and_the_command_fails(monkeypatch, tmp_p
     assert "failed or non-finite losses from fastgan" in captured.err
 
 
-def test_graph_provider_needs_a_warmup_step_before_capture(monkeypatch):
-    monkeypatch.setattr(dcgan, "skip_reason", lambda provider, device: None)
-    with pytest.raises(ValueError, match=f"warmup must be >= {dcgan.GRAPH_WARMUP + 1} for fastgan-cuda-graph"):
-        dcgan.run(dcgan.StepConfig(batch=1, size=8, width=2), ["fastgan-cuda-graph"], warmup=dcgan.GRAPH_WARMUP)
+def test_graph_provider_is_captured_during_warm_up():
+    assert dcgan.provider_warmup("fastgan-cuda-graph", 1) == dcgan.GRAPH_WARMUP + 1
+    assert dcgan.provider_warmup("fastgan-cuda-graph", 10) == 10
+    assert dcgan.provider_warmup("fastgan", 1) == 1
 
 
 @pytest.mark.gpu
@@ -97,3 +97,18 @@ def test_reduce_overhead_provider_trains():
     for real, c, z in dcgan.make_inputs(cfg) * 2:
         d, g = step(real, c, z)
     assert torch.isfinite(d) and torch.isfinite(g)
+
+
+@pytest.mark.gpu
+def test_bench_runs_every_provider_on_a_gpu():
+    """What benchmarks/run_device.sh does, at a small size: every provider measured, the
+    graphed one captured during its (raised) warm-up."""
+    cfg = dcgan.StepConfig(batch=8, size=16, width=8, latent=16, dtype="bfloat16", device="cuda")
+    result = dcgan.run(cfg, dcgan.PROVIDERS, warmup=1, steps=3).as_dict()
+    by = {r["provider"]: r for r in result["records"]}
+    assert list(by) == list(dcgan.PROVIDERS)
+    for r in by.values():
+        assert r["error"] is None and r["skipped"] is None, r
+        assert r["ms_per_step"] > 0 and r["losses_finite"]
+    assert by["fastgan-cuda-graph"]["warmup_steps"] == dcgan.GRAPH_WARMUP + 1
+    assert "fastgan_cuda_graph_vs_fastgan" in result["summary"]

@@ -405,9 +405,17 @@ def summary(records: list[dict]) -> dict:
     return out
 
 
+def provider_warmup(provider: str, warmup: int) -> int:
+    """Untimed steps for `provider`: at least its eager warm-up and its capture for
+    fastgan-cuda-graph (the capture is a warm-up cost, like a compile)."""
+    return max(warmup, GRAPH_WARMUP + 1) if provider == "fastgan-cuda-graph" else warmup
+
+
 def bench_provider(provider: str, cfg: StepConfig, *, warmup: int, steps: int, inputs=None) -> dict:
-    """Build the provider's step from fresh seeded models, warm it up (compiles happen
-    there), time `steps` steps; peak memory covers warm-up and timed steps."""
+    """Build the provider's step from fresh seeded models, warm it up (compiles and
+    captures happen there), time `steps` steps; peak memory covers warm-up and timed
+    steps."""
+    warmup = provider_warmup(provider, warmup)
     inputs = inputs or make_inputs(cfg)
     gc.collect()
     if measure.is_cuda(cfg.device):
@@ -429,7 +437,7 @@ def bench_provider(provider: str, cfg: StepConfig, *, warmup: int, steps: int, i
         "provider": provider, "ms_per_step": ms, "images_per_s": cfg.batch / (ms * 1e-3),
         "samples_ms": timing.samples_ms, "spread": timing.spread, "peak_memory_bytes": peak,
         "losses_finite": finite, "last_d_loss": float(losses[-1][0]), "last_g_loss": float(losses[-1][1]),
-        "backend": fastgan_backend(cfg.device) if provider == "fastgan" else None,
+        "backend": fastgan_backend(cfg.device) if provider.startswith("fastgan") else None, "warmup_steps": warmup,
     }
 
 
@@ -454,10 +462,6 @@ def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 1
         raise ValueError(f"providers must be a non-empty subset of {PROVIDERS}, got {list(providers)!r}")
     if warmup < 1:
         raise ValueError(f"warmup must be >= 1 (compiles and autotuning happen there), got {warmup}")
-    if "fastgan-cuda-graph" in providers and not skip_reason("fastgan-cuda-graph", cfg.device) \
-            and warmup < GRAPH_WARMUP + 1:
-        raise ValueError(f"warmup must be >= {GRAPH_WARMUP + 1} for fastgan-cuda-graph (its eager warm-up and its "
-                         f"capture are warm-up steps), got {warmup}")
     matmul = measure.matmul_tflops(cfg.device)
     flops = step_flops(cfg)
     inputs = make_inputs(cfg)
