@@ -67,6 +67,18 @@ def test_a_failing_provider_is_recorded_and_the_command_fails(monkeypatch, tmp_p
     assert "failed or non-finite losses from fastgan" in captured.err
 
 
+def test_ratios_and_summary_with_graph_rows_and_a_skipped_one():
+    rows = [{"provider": p, "ms_per_step": ms, "peak_memory_bytes": None}
+            for p, ms in (("eager", 10.0), ("compile", 5.0), ("fastgan", 4.0), ("fastgan-cuda-graph", 2.0),
+                          ("compile-reduce-overhead", None))]
+    records = {r["provider"]: r for r in dcgan.add_ratios(rows)}
+    assert records["fastgan-cuda-graph"]["vs_fastgan"] == 2.0 and records["fastgan-cuda-graph"]["vs_eager"] == 5.0
+    assert all(records["compile-reduce-overhead"][f"vs_{b}"] is None for b in dcgan.RATIO_BASES)
+    s = dcgan.summary(list(records.values()))
+    assert s["fastgan_cuda_graph_vs_fastgan"] == 2.0 and s["fastgan_cuda_graph_vs_compile"] == 2.5
+    assert s["fastgan_vs_eager"] == 2.5 and not any(k.startswith("compile_reduce") for k in s)
+
+
 def test_graph_provider_is_captured_during_warm_up():
     assert dcgan.provider_warmup("fastgan-cuda-graph", 1) == dcgan.GRAPH_WARMUP + 1
     assert dcgan.provider_warmup("fastgan-cuda-graph", 10) == 10
