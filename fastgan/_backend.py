@@ -73,10 +73,30 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def _empty_problem(tensors) -> bool:
+    """True when the op has nothing to compute: one of its inputs holds no elements.
+
+    A 1-D tensor of length 0 beside a tensor of 2 or more dimensions is the ops' "not
+    computed" stand-in (the saved output of an act whose derivative needs none), not an
+    input: every real input of the conv, linear and batch-norm ops that can be empty is
+    2-D or more (a zero-length bias or statistic comes with an empty weight or x).
+    """
+    present = [t for t in tensors if t is not None]
+    if any(t.numel() == 0 and t.dim() != 1 for t in present):
+        return True
+    if any(t.dim() >= 2 for t in present):
+        return False
+    return any(t.numel() == 0 for t in present)
+
+
 def resolve(*tensors: torch.Tensor | None) -> str:
-    """'triton' or 'reference' for an op whose inputs are `tensors`."""
+    """'triton' or 'reference' for an op whose inputs are `tensors`.
+
+    An empty problem always runs the reference (zero-size results, as in PyTorch):
+    kernels never see an empty tensor.
+    """
     on_cuda = any(t is not None and t.is_cuda for t in tensors)
-    if _current == "reference":
+    if _current == "reference" or _empty_problem(tensors):
         return "reference"
     if _current == "auto":
         return "triton" if on_cuda and triton_available() else "reference"
