@@ -76,17 +76,19 @@ def triton_available() -> bool:
 def _empty_problem(tensors) -> bool:
     """True when the op has nothing to compute: one of its inputs holds no elements.
 
-    A 1-D tensor of length 0 beside a tensor of 2 or more dimensions is the ops' "not
-    computed" stand-in (the saved output of an act whose derivative needs none), not an
-    input: every real input of the conv, linear and batch-norm ops that can be empty is
-    2-D or more (a zero-length bias or statistic comes with an empty weight or x).
+    Not counted: a 1-D zero-length tensor with a tensor of 2 or more dimensions both
+    before and after it. That is the ops' "not computed" stand-in, passed as
+    (grad, saved, weight) or (grad, saved, x) when the act needs no saved output; real
+    inputs that can be 1-D (logits, bias) never sit there.
     """
     present = [t for t in tensors if t is not None]
-    if any(t.numel() == 0 and t.dim() != 1 for t in present):
-        return True
-    if any(t.dim() >= 2 for t in present):
-        return False
-    return any(t.numel() == 0 for t in present)
+    for i, t in enumerate(present):
+        if t.numel() != 0:
+            continue
+        between_matrices = any(u.dim() >= 2 for u in present[:i]) and any(u.dim() >= 2 for u in present[i + 1:])
+        if not (t.dim() == 1 and between_matrices):
+            return True
+    return False
 
 
 def resolve(*tensors: torch.Tensor | None) -> str:

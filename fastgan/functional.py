@@ -71,6 +71,10 @@ def conv2d_bias_act(
         raise ValueError(f"bias must have {weight.shape[0]} elements (C_out), got {bias.shape[0]}")
     if weight.shape[0] == 0:
         raise ValueError(f"weight has 0 output channels (shape {tuple(weight.shape)}): F.conv2d needs at least 1")
+    if x.shape[1] == 0:
+        # F.conv2d returns an [N, 0, OH, OW] result here (C_out dropped, bias ignored):
+        # refused rather than copied or contradicted.
+        raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}): fastgan's conv2d needs at least 1")
     out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, [0, 0], transposed=False)
     _check_output(out_hw, x, weight.shape[2:], "convolution")
     x, weight, bias = V.autocast(x, weight, bias)
@@ -139,7 +143,7 @@ def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None
     activation = V.activation(act, alpha, gain, clamp)
     x, weight, bias = V.autocast(x, weight, bias)
     lead = x.shape[:-1]
-    y, _ = torch.ops.fastgan.linear_bias_act(x.reshape(-1, x.shape[-1]), weight, bias, *activation)
+    y, _ = torch.ops.fastgan.linear_bias_act(x.reshape(lead.numel(), x.shape[-1]), weight, bias, *activation)
     return y.reshape(*lead, weight.shape[0])
 
 

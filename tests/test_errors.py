@@ -108,6 +108,8 @@ def test_zero_size_shapes_pytorch_refuses():
     raises(ValueError, r"weight has shape \(0, 2, 3, 3\)", FG.conv_transpose2d_bias_act, torch.randn(2, 0, 8, 8),
            torch.randn(0, 2, 3, 3))
     raises(ValueError, r"x has 0 channels", FG.batch_norm_act, torch.randn(2, 0, 4), None, None, training=True)
+    # F.conv2d accepts this one but returns [2, 0, 6, 6], dropping C_out and the bias.
+    raises(ValueError, r"x has 0 channels", FG.conv2d_bias_act, torch.randn(2, 0, 8, 8), torch.randn(4, 0, 3, 3))
 
 
 def test_batch_norm_specifics():
