@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import dcgan
-from fastgan.nn import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct, fuse
+from fastgan.nn import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct, fuse
 
-FUSED = (Conv2dAct, ConvTranspose2dAct, LinearAct, BatchNormAct2d)
+FUSED = (Conv2dAct, ConvTranspose2dAct, LinearAct, BatchNormAct2d, BatchNormAct1d)
 
 
 def fused_count(model):
@@ -114,3 +114,60 @@ def test_fused_modules_load_plain_layer_state_dicts():
     ftconv.load_state_dict(tconv.state_dict())
     assert torch.allclose(ftconv(x), torch.sigmoid(tconv(x)), atol=1e-6)
     assert torch.allclose(ftconv(x, output_size=[17, 17]), torch.sigmoid(tconv(x, output_size=[17, 17])), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(4, 4, 3, groups=2),
+        nn.Conv2d(4, 4, 3, dilation=(1, 2)),
+        nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(4, 4, 3, padding="same"),
+        nn.ConvTranspose2d(4, 4, 3, groups=4),
+        nn.ConvTranspose2d(4, 4, 3, dilation=2),
+    ],
+    ids=["groups", "dilation", "padding_mode", "string_padding", "transposed_groups", "transposed_dilation"],
+)
+def test_layers_without_a_fused_form_are_left_with_their_run(layer):
+    """A conv the fused modules refuse is left as it is, and so are the batch norm and
+    activation after it (fusing them alone would change nothing but the module types);
+    the model computes what it did."""
+    model = nn.Sequential(layer, nn.BatchNorm2d(4), nn.ReLU())
+    fused = fuse(model)
+    assert [type(m) for m in fused] == [type(layer), nn.BatchNorm2d, nn.ReLU]
+    x = torch.randn(2, 4, 9, 9)
+    assert torch.equal(fused(x), model(x))
+
+
+def test_linear_batchnorm1d_activation_runs_fuse():
+    """Linear -> BatchNorm1d -> act (the MLP generator's block) fuses into LinearAct +
+    BatchNormAct1d with the same outputs, gradients and running statistics."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.LeakyReLU(0.2), nn.Linear(5, 3), nn.BatchNorm1d(3),
+                          nn.Tanh())
+    fused = fuse(plain)
+    assert [type(m) for m in fused] == [LinearAct, BatchNormAct1d, nn.Identity, LinearAct, BatchNormAct1d, nn.Identity]
+    assert fused[1].act == "lrelu" and fused[1].alpha == 0.2 and fused[0].act == "linear"
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    # float64: a linear bias before a batch norm has an exactly-zero gradient, which
+    # float32 rounding turns into noise no relative tolerance can compare.
+    plain, fused = plain.double(), fused.double()
+    x = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)
+    out_p, out_f = plain(x), fused(x)
+    torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-12)
+    up = torch.randn_like(out_p)
+    gp = torch.autograd.grad(out_p, [x, *plain.parameters()], up)
+    gf = torch.autograd.grad(out_f, [x, *fused.parameters()], up)
+    for a, b in zip(gf, gp):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    for a, b in zip(plain.buffers(), fused.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    plain.eval(), fused.eval()
+    torch.testing.assert_close(fused(x), plain(x), rtol=1e-10, atol=1e-12)
+
+
+def test_batchnorm1d_after_a_conv_is_not_fused():
+    """BatchNorm2d follows a conv and BatchNorm1d a linear: a mismatched pair is left as
+    it is (the head alone still fuses with nothing: its next module is no activation)."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm2d(4), nn.ReLU())
+    assert [type(m) for m in fuse(model)] == [nn.Linear, nn.BatchNorm2d, nn.ReLU]

@@ -1,5 +1,8 @@
-"""fuse(model): swap the (Conv2d | ConvTranspose2d | Linear) [-> BatchNorm2d] -> activation
-runs inside nn.Sequential containers for fastgan's fused modules.
+"""fuse(model): swap the (Conv2d | ConvTranspose2d) [-> BatchNorm2d] -> activation and
+Linear [-> BatchNorm1d] -> activation runs inside nn.Sequential containers for
+fastgan's fused modules. A layer with an argument the fused modules have no form for
+(groups, dilation, a padding_mode other than 'zeros', string padding, a negative
+LeakyReLU slope) is left as it is, and so is its run.
 
 The model is copied, never changed. A run of k modules is replaced in place by the
 fused module(s) followed by nn.Identity padding, so every state_dict key of the
@@ -12,7 +15,7 @@ import copy
 
 from torch import nn
 
-from .modules import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
+from .modules import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
 
 
 def _activation_of(module: nn.Module):
@@ -54,19 +57,25 @@ def _fused_head(m: nn.Module, act: str, alpha):
         new = LinearAct(m.in_features, m.out_features, m.bias is not None, act=act, alpha=alpha, **like)
     elif type(m) is nn.Conv2d:
         new = Conv2dAct(
-            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None,
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None,
             act=act, alpha=alpha, **like,
         )
     else:
         new = ConvTranspose2dAct(
             m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
-            m.bias is not None, act=act, alpha=alpha, **like,
+            bias=m.bias is not None, act=act, alpha=alpha, **like,
         )
     return _adopt(new, m)
 
 
-def _fused_norm(m: nn.BatchNorm2d, act: str, alpha):
-    new = BatchNormAct2d(
+def _norm_after(head: nn.Module):
+    """The batch norm type that may follow `head` in a fused run."""
+    return nn.BatchNorm1d if type(head) is nn.Linear else nn.BatchNorm2d
+
+
+def _fused_norm(m: nn.Module, act: str, alpha):
+    fused_type = BatchNormAct1d if type(m) is nn.BatchNorm1d else BatchNormAct2d
+    new = fused_type(
         m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, act=act, alpha=alpha,
         device=m.weight.device if m.weight is not None else None,
         dtype=m.weight.dtype if m.weight is not None else None,
@@ -91,11 +100,7 @@ def _fuse_sequential(seq: nn.Sequential) -> None:
         if not _fusable_head(head):
             i += 1
             continue
-        has_norm = (
-            type(head) is not nn.Linear
-            and i + 1 < len(mods)
-            and type(mods[i + 1][1]) is nn.BatchNorm2d
-        )
+        has_norm = i + 1 < len(mods) and type(mods[i + 1][1]) is _norm_after(head)
         j = i + 2 if has_norm else i + 1
         found = _activation_of(mods[j][1]) if j < len(mods) else None
         if found is None:
