@@ -1,8 +1,16 @@
-"""fuse(model): swap the (Conv2d | ConvTranspose2d) [-> BatchNorm2d] -> activation and
-Linear [-> BatchNorm1d] -> activation runs inside nn.Sequential containers for
-fastgan's fused modules. A layer with an argument the fused modules have no form for
-(groups, dilation, a padding_mode other than 'zeros', string padding, a negative
-LeakyReLU slope) is left as it is, and so is its run.
+"""fuse(model): swap runs of consecutive children of an nn.Sequential for fastgan's
+fused modules. The runs (README, "What fuse() fuses"):
+
+    (Conv2d | ConvTranspose2d) [-> BatchNorm2d] [-> act]
+    Linear [-> BatchNorm1d] [-> act]
+    (BatchNorm1d | BatchNorm2d) -> act
+
+where act is ReLU, LeakyReLU (slope >= 0), Tanh, Sigmoid or SiLU. A layer alone is
+fused only if it has a bias (the bias is the epilogue fused into it); a batch norm
+alone is left as it is. A layer with an argument the fused modules have no form for
+(groups, dilation, a padding_mode other than 'zeros', string padding) is left as it
+is; a batch norm + act after it is a run of its own. Modules outside an nn.Sequential
+are left alone: fuse cannot see the order a custom forward calls them in.
 
 The model is copied, never changed. A run of k modules is replaced in place by the
 fused module(s) followed by nn.Identity padding, so every state_dict key of the
@@ -94,26 +102,36 @@ def _adopt(new: nn.Module, old: nn.Module) -> nn.Module:
 
 def _fuse_sequential(seq: nn.Sequential) -> None:
     mods = list(seq._modules.items())
+
+    def at(k):
+        return mods[k][1] if k < len(mods) else None
+
     i = 0
     while i < len(mods):
-        name, head = mods[i]
-        if not _fusable_head(head):
-            i += 1
-            continue
-        has_norm = i + 1 < len(mods) and type(mods[i + 1][1]) is _norm_after(head)
-        j = i + 2 if has_norm else i + 1
-        found = _activation_of(mods[j][1]) if j < len(mods) else None
-        if found is None:
-            i += 1
-            continue
-        act, alpha = found
-        if has_norm:
-            seq._modules[name] = _fused_head(head, "linear", None)
-            seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
+        name, module = mods[i]
+        if _fusable_head(module):
+            has_norm = type(at(i + 1)) is _norm_after(module)
+            j = i + 2 if has_norm else i + 1
+            found = _activation_of(at(j))
+            if not has_norm and found is None and module.bias is None:
+                i += 1  # a lone bias-free layer: no epilogue to fuse
+                continue
+            act, alpha = found or ("linear", None)
+            if has_norm:
+                seq._modules[name] = _fused_head(module, "linear", None)
+                seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
+            else:
+                seq._modules[name] = _fused_head(module, act, alpha)
+            if found is not None:
+                seq._modules[mods[j][0]] = nn.Identity()
+                j += 1
+            i = j
+        elif type(module) in (nn.BatchNorm1d, nn.BatchNorm2d) and _activation_of(at(i + 1)) is not None:
+            seq._modules[name] = _fused_norm(module, *_activation_of(at(i + 1)))
+            seq._modules[mods[i + 1][0]] = nn.Identity()
+            i += 2
         else:
-            seq._modules[name] = _fused_head(head, act, alpha)
-        seq._modules[mods[j][0]] = nn.Identity()
-        i = j + 1
+            i += 1
 
 
 def fuse(model: nn.Module) -> nn.Module:
