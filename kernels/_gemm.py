@@ -1,7 +1,8 @@
 """Pieces shared by the GEMM-shaped kernel families (conv.py, linear.py): program
 ordering, the incoming-gradient operand with the activation derivative applied as it
-is loaded, the bias + activation epilogue, the in-launch reduction of split-K partial
-sums, and the launcher checks every family makes before a launch."""
+is loaded, the bias + activation epilogue, the split-K partial-sum workspace (reduced
+in the same launch, see _arrival.py), and the launcher checks every family makes
+before a launch."""
 
 from __future__ import annotations
 
@@ -64,76 +65,6 @@ def bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, mas
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
     if STORE_Z:
         tl.store(z_ptr + y_off, z.to(z_ptr.dtype.element_ty), mask=mask)
-
-
-# ----------------------------------------------------------------- split-K partial sums
-#
-# A weight gradient's reduction (over every output position) is cut into slices run by
-# different programs; each writes its float32 partial sum to its own slot of a
-# workspace. The program that finishes last for an output tile then sums the slots of
-# that tile in slot order 0, 1, ..., S-1 and writes the result, in the same launch: no
-# second reduction kernel, and the same bits as a separate pass over the workspace in
-# that order, whichever program happens to finish last.
-#
-# Memory ordering on a GPU (the interpreter runs programs one after another, so it can
-# never show a race):
-#  1. every thread of a program stores its part of the slot (plain stores);
-#  2. a CTA barrier (debug_barrier) orders those stores before what follows in any of
-#     the program's threads;
-#  3. the ticket, an atomic add on the tile's int32 counter with acq_rel semantics at
-#     GPU scope, is issued after the barrier: its release half is cumulative, so it
-#     publishes every store the barrier ordered before it, the other threads' included;
-#  4. the program that draws ticket S-1 has, through the acquire half of its add (atomic
-#     adds on one address form a single release sequence), observed all S-1 earlier
-#     releases, hence every other slot; a second barrier orders its threads' loads after
-#     the acquire, and the loads go through L2 (.cg), never a stale L1 line;
-#  5. it then resets the counter to 0: all S increments have happened (it drew the last
-#     ticket), and the next launch using the counter is stream-ordered after this one.
-# So the counters, kept in a per-device workspace zeroed once when allocated, are zero
-# between launches: no memset per step, and a captured CUDA graph can replay the step.
-# Launches that share the workspace must be stream-ordered (one stream per device).
-
-
-@triton.jit
-def arrived_last(counter_ptr, arrivals):
-    """Take a ticket from the int32 counter at counter_ptr after this program's partial
-    stores; True in the program that draws the last of `arrivals` tickets. That program
-    must call release_counter once it has read the slots (see the note above)."""
-    tl.debug_barrier()
-    ticket = tl.atomic_add(counter_ptr, 1, sem="acq_rel", scope="gpu")
-    tl.debug_barrier()
-    return ticket == arrivals - 1
-
-
-@triton.jit
-def release_counter(counter_ptr):
-    """Back to 0 for the next launch (called by the last arrival only)."""
-    tl.atomic_xchg(counter_ptr, 0, sem="relaxed", scope="gpu")
-
-
-@triton.jit
-def sum_slots(ws_ptr, offs, mask, slot_stride, slots):
-    """ws[0] + ws[1] + ... + ws[slots - 1] at offsets `offs`, added in slot order."""
-    total = tl.load(ws_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-    for slot in range(1, slots):
-        total += tl.load(ws_ptr + slot * slot_stride + offs, mask=mask, other=0.0, cache_modifier=".cg")
-    return total
-
-
-_counters: dict = {}
-
-
-def tile_counters(count: int, device) -> torch.Tensor:
-    """At least `count` int32 counters on `device`, all 0 (the kernels that use them
-    leave them 0). Kept per device and grown on demand, so a training step allocates
-    nothing after its first run (run a step before capturing a CUDA graph)."""
-    device = torch.device(device)
-    buf = _counters.get(device)
-    if buf is None or buf.numel() < count:
-        buf = torch.zeros(max(count, 2 * (buf.numel() if buf is not None else 0), 1024), dtype=torch.int32,
-                          device=device)
-        _counters[device] = buf
-    return buf
 
 
 def partials_buffer(rows: int, length: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -53,6 +53,7 @@ from fastgan.reference.activations import needs_preactivation
 from fastgan.reference.conv import output_size
 
 from . import _tiles
+from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -63,12 +64,8 @@ from ._gemm import (
     clamp_arg,
     gradient_operand,
     grouped_tile,
-    arrived_last,
     partials_buffer,
-    release_counter,
     saved_or_none,
-    sum_slots,
-    tile_counters,
 )
 
 
@@ -231,7 +228,7 @@ def _conv_wgrad_kernel(
     SPLIT_W (SPLITS > 1 slices of positions): each program stores its partial weight
     tile to fp32 slot `split` of ws (slot stride so_split, laid out like gw) and the
     last of the SPLITS programs of that tile to arrive sums the slots into gw
-    (kernels/_gemm.py, split-K partial sums). SPLIT_B (SPLITS * NPH > 1): the bias
+    (kernels/_arrival.py). SPLIT_B (SPLITS * NPH > 1): the bias
     partials go to slot (split, phase) of gb_ws, summed into gb the same way by the
     last of the SPLITS * NPH programs that owe the bias of a row tile. Counters: one
     per (row tile, column tile, phase, tap group), then one per row tile.

@@ -24,6 +24,7 @@ import triton.language as tl
 from fastgan.reference.activations import needs_preactivation
 
 from . import _tiles
+from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -34,12 +35,8 @@ from ._gemm import (
     clamp_arg,
     gradient_operand,
     grouped_tile,
-    arrived_last,
     partials_buffer,
-    release_counter,
     saved_or_none,
-    sum_slots,
-    tile_counters,
 )
 
 
@@ -66,7 +63,7 @@ def _gemm_kernel(
     SPLIT_SUM (split over grid axis 1): C and rowsum are the fp32 partial slots, and the
     last program of an output tile to arrive (counter_ptr + tile) sums the slots into
     out (strided like a slot of C) and, for column tile 0, the row sums into
-    rowsum_out, in slot order (kernels/_gemm.py, split-K partial sums)."""
+    rowsum_out, in slot order (kernels/_arrival.py)."""
     pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
     split = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)

@@ -1,6 +1,6 @@
 """Split-K weight gradients reduce their partial sums inside the launch: the last
 program of each output tile to arrive sums the fp32 slots in slot order
-(kernels/_gemm.py). Checked on the interpreter with a forced split: one launch per
+(kernels/_arrival.py). Checked on the interpreter with a forced split: one launch per
 gradient, the result is bit for bit the slot-order sum of the workspace the programs
 wrote (what a separate reduction pass gave), it matches the float64 gradient, and the
 tile counters are back to zero afterwards so the next call (or a CUDA graph replay)
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fastgan.bench.launches import recording_launches
-from fastgan.kernels import _gemm, _tiles
+from fastgan.kernels import _arrival, _tiles
 from fastgan.kernels import conv as KC
 from fastgan.kernels import linear as KL
 from kernel_cases import forced_tiles
@@ -47,7 +47,7 @@ def _slot_order_sum(ws: torch.Tensor) -> torch.Tensor:
 
 
 def _counters_zero(device) -> bool:
-    buf = _gemm._counters.get(torch.device(device))
+    buf = _arrival._counters.get(torch.device(device))
     return buf is not None and not buf.any()
 
 
@@ -120,9 +120,9 @@ def test_linear_wgrad_reduces_partials_in_one_launch(workspaces, dtype):
 
 def test_tile_counters_grow_and_stay_zero():
     """The counter workspace is one cached zeroed buffer per device, grown on demand."""
-    first = _gemm.tile_counters(10, "cpu")
+    first = _arrival.tile_counters(10, "cpu")
     assert first.dtype == torch.int32 and first.numel() >= 10 and not first.any()
-    assert _gemm.tile_counters(5, "cpu") is first
-    bigger = _gemm.tile_counters(first.numel() + 1, "cpu")
+    assert _arrival.tile_counters(5, "cpu") is first
+    bigger = _arrival.tile_counters(first.numel() + 1, "cpu")
     assert bigger.numel() > first.numel() and not bigger.any()
-    assert _gemm.tile_counters(1, "cpu") is bigger
+    assert _arrival.tile_counters(1, "cpu") is bigger
