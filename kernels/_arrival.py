@@ -61,6 +61,9 @@ def sum_slots(ws_ptr, offs, mask, slot_stride, slots):
 
 
 _counters: dict = {}
+# Buffers replaced by a larger one stay allocated: a captured CUDA graph keeps using the
+# address it was captured with, and freed memory would be handed to other tensors.
+_retired: list = []
 
 
 def tile_counters(count: int, device) -> torch.Tensor:
@@ -70,6 +73,8 @@ def tile_counters(count: int, device) -> torch.Tensor:
     device = torch.device(device)
     buf = _counters.get(device)
     if buf is None or buf.numel() < count:
+        if buf is not None:
+            _retired.append(buf)
         buf = torch.zeros(max(count, 2 * (buf.numel() if buf is not None else 0), 1024), dtype=torch.int32,
                           device=device)
         _counters[device] = buf

@@ -6,6 +6,9 @@ wrote (what a separate reduction pass gave), it matches the float64 gradient, an
 tile counters are back to zero afterwards so the next call (or a CUDA graph replay)
 starts clean. Outputs and workspaces are poisoned with NaN (tests/conftest.py)."""
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -119,10 +122,15 @@ def test_linear_wgrad_reduces_partials_in_one_launch(workspaces, dtype):
 
 
 def test_tile_counters_grow_and_stay_zero():
-    """The counter workspace is one cached zeroed buffer per device, grown on demand."""
+    """The counter workspace is one cached zeroed buffer per device, grown on demand; a
+    replaced buffer stays allocated (a captured CUDA graph still points at it)."""
     first = _arrival.tile_counters(10, "cpu")
     assert first.dtype == torch.int32 and first.numel() >= 10 and not first.any()
     assert _arrival.tile_counters(5, "cpu") is first
+    first_alive = weakref.ref(first)
     bigger = _arrival.tile_counters(first.numel() + 1, "cpu")
     assert bigger.numel() > first.numel() and not bigger.any()
     assert _arrival.tile_counters(1, "cpu") is bigger
+    del first
+    gc.collect()
+    assert first_alive() is not None
