@@ -1,7 +1,8 @@
 """Pieces shared by the GEMM-shaped kernel families (conv.py, linear.py): program
 ordering, the incoming-gradient operand with the activation derivative applied as it
-is loaded, the bias + activation epilogue, the reduction of split-K partial sums, and
-the launcher checks every family makes before a launch."""
+is loaded, the bias + activation epilogue, the split-K partial-sum workspace (reduced
+in the same launch, see _arrival.py), and the launcher checks every family makes
+before a launch."""
 
 from __future__ import annotations
 
@@ -64,28 +65,6 @@ def bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, mas
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
     if STORE_Z:
         tl.store(z_ptr + y_off, z.to(z_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _sum_partials_kernel(ws_ptr, out_ptr, ROWS, LENGTH, BLOCK: tl.constexpr):
-    """out[l] = sum_r ws[r, l], cast to out's dtype (ws is [ROWS, LENGTH], contiguous)."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < LENGTH
-    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
-    for r in range(1, ROWS):
-        acc += tl.load(ws_ptr + r * LENGTH + offs, mask=mask, other=0.0)
-    tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-def sum_partials(ws: torch.Tensor, out: torch.Tensor) -> None:
-    """Reduce the split-K partial sums ws [R, L] into the contiguous `out` (L elements).
-
-    A second launch rather than atomics: the result does not depend on the order in
-    which programs finish, so a training run is reproducible.
-    """
-    assert ws.is_contiguous() and out.is_contiguous() and ws.shape[1] == out.numel()
-    block = 1024
-    _sum_partials_kernel[(triton.cdiv(out.numel(), block),)](ws, out, ws.shape[0], out.numel(), BLOCK=block)
 
 
 def partials_buffer(rows: int, length: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -17,20 +17,23 @@ x[0, c, 0, 0]: d = x - pivot is exact (Sterbenz) for data near the pivot, so a m
 variance of exactly 0 and an output of exactly act(bias). Per tile, the mean of d and
 the sum of squared deviations from it are computed from registers (a two-pass within
 the tile), and tiles are merged in tile order with Chan et al.'s pairwise update.
-With several row programs per channel, their (count, mean, M2) partials are merged by a
-finalize kernel with the two-step formula mean = sum(n_i mean_i) / M,
-M2 = sum(M2_i + n_i (mean_i - mean)^2), each sum over all partials in a fixed order.
+With several row programs per channel, their (count, mean, M2) partials are merged with
+the two-step formula mean = sum(n_i mean_i) / M, M2 = sum(M2_i + n_i (mean_i - mean)^2),
+each sum over all partials in a fixed order, by the last program of the channel block
+to finish (kernels/_arrival.py: a ticket per channel block; the order of the sums does
+not depend on which program that is).
 The normalize pass computes ((x - pivot) - mean_d) * (weight * rstd) + bias, keeping
 the pivot so the large mean never meets the small deviation in float32.
 
-Launches. Training forward: stats, finalize, normalize (2 reads of x, 1 write of y, and
-of z for silu); a channel block of at most `fused_max_tiles` tiles runs all three in
-one program (one launch, its second read from cache). Eval forward: normalize only.
-Backward in training: sums (sum gz, sum gz*(x - mean) per channel, gz = grad * act'(s)),
-finalize, grad-input (2 passes over grad, s, x); fused the same way for small inputs.
-Backward in eval: one elementwise pass, which also accumulates the sums when the affine
-gradients are wanted (then a finalize). No atomics: every sum has a fixed order, so
-the same inputs give the same bits.
+Launches. Training forward: stats (finalized by the last program of each channel
+block), normalize (2 reads of x, 1 write of y, and of z for silu); a channel block of
+at most `fused_max_tiles` tiles runs both in one program (one launch, its second read
+from cache). Eval forward: normalize only. Backward in training: sums (sum gz,
+sum gz*(x - mean) per channel, gz = grad * act'(s); finalized the same way), grad-input
+(2 passes over grad, s, x); fused the same way for small inputs. Backward in eval: one
+elementwise pass, which also accumulates the sums when the affine gradients are wanted.
+The only atomics are the integer tickets: every float sum has a fixed order, so the
+same inputs give the same bits.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import triton
 import triton.language as tl
 
 from . import activation as KA
+from ._arrival import arrived_last, release_counter, tile_counters
 from ._common import LaunchConfigs, accumulator_dtype, new_output, new_output_like, split_float32
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
@@ -56,19 +60,27 @@ class BatchNormConfig:
     max_block_r: int  # rows (hw) of a tile in the planes layout
     target_programs: int  # row programs x channel blocks the split path aims at
     fused_max_tiles: int  # channel blocks of at most this many tiles run in one program
-    finalize_block_p: int  # partials merged per step by the finalize kernels
-    finalize_block_c: int  # channels per finalize program
+    # Rows layout with at most this many rows (N*H*W): one program per channel block of
+    # fused_block_c channels, however many tiles that is (0: never).
+    fused_max_rows: int
+    fused_block_c: int
+    finalize_block_p: int  # partials merged per step by a channel block's last program
+    finalize_block_c: int  # channels it merges at a time
     num_warps: int
 
 
 # Untuned (no GPU in the task that wrote them).
+# fused_max_rows: a DCGAN 4 x 4 layer at batch 256 (4096 rows, 512 channels) runs as
+# one launch of 64 programs of 8 channels instead of two launches of 512 programs.
 GPU_CONFIG = BatchNormConfig(
     tile=4096, max_block_c=64, max_block_r=1024, target_programs=1024, fused_max_tiles=4,
+    fused_max_rows=4096, fused_block_c=8,
     finalize_block_p=64, finalize_block_c=32, num_warps=8,
 )
 # The interpreter runs programs one after another: few large tiles.
 INTERPRETER_CONFIG = BatchNormConfig(
     tile=8192, max_block_c=64, max_block_r=1024, target_programs=8, fused_max_tiles=2,
+    fused_max_rows=0, fused_block_c=8,
     finalize_block_p=64, finalize_block_c=64, num_warps=4,
 )
 _CONFIGS = LaunchConfigs(GPU_CONFIG, INTERPRETER_CONFIG)
@@ -193,14 +205,57 @@ def _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C):
 
 
 @triton.jit
+def _finalize_stats(
+    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr, chans, C, HW, M, row_programs,
+    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Merges the partials of channels `chans` (BLOCK_C of them): mean_d = sum(n_i
+    mean_i) / M, then M2 = sum(M2_i + n_i (mean_i - mean_d)^2), each in a fixed order
+    (BLOCK_P lanes of partials, then a fixed tree). Writes the batch mean (pivot +
+    mean_d), the biased variance and mean_d (for the normalize pass). Partials written
+    by other programs of this launch are read through L2 (kernels/_arrival.py)."""
+    cmask = chans < C
+    lanes = tl.arange(0, BLOCK_P)
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, row_programs, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + chans[None, :]
+        mask = (p < row_programs)[:, None] & cmask[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        acc += n_i * mean_i
+    mean_d = tl.sum(acc, axis=0) / M
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, row_programs, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + chans[None, :]
+        mask = (p < row_programs)[:, None] & cmask[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        m2_i = tl.load(part_m2_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        dev = mean_i - mean_d[None, :]
+        acc += m2_i + n_i * dev * dev
+    var = tl.sum(acc, axis=0) / M
+    pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
+    tl.store(mean_ptr + chans, pivot + mean_d, mask=cmask)
+    tl.store(var_ptr + chans, var, mask=cmask)
+    tl.store(shift_ptr + chans, mean_d, mask=cmask)
+
+
+@triton.jit
 def _bn_stats_kernel(
-    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr, counter_ptr,
+    C, HW, M, hw_blocks, num_tiles, tiles_per_program,
     LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr, FINALIZE_C: tl.constexpr,
 ):
     """Partial (count, mean, M2) of x - pivot: program (r, cb) covers the tiles of row
-    program r for channel block cb, and writes row r of the [row programs, C] partials."""
+    program r for channel block cb, and writes row r of the [row programs, C] partials.
+    The last program of channel block cb to arrive (counter cb) merges the partials of
+    its channels, FINALIZE_C at a time (_finalize_stats), and writes the statistics."""
     r = tl.program_id(0)
-    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cb = tl.program_id(1)
+    chans = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
     first = r * tiles_per_program
     last = tl.minimum(first + tiles_per_program, num_tiles)
@@ -210,43 +265,15 @@ def _bn_stats_kernel(
     tl.store(part_count_ptr + out, count, mask=cmask)
     tl.store(part_mean_ptr + out, mean, mask=cmask)
     tl.store(part_m2_ptr + out, m2, mask=cmask)
-
-
-@triton.jit
-def _bn_stats_finalize_kernel(
-    x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr, C, HW, M, row_programs,
-    LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-):
-    """Merges the partials of BLOCK_C channels: mean_d = sum(n_i mean_i) / M, then
-    M2 = sum(M2_i + n_i (mean_i - mean_d)^2), each in a fixed order. Writes the batch
-    mean (pivot + mean_d), the biased variance and mean_d (for the normalize pass)."""
-    chans = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = chans < C
-    lanes = tl.arange(0, BLOCK_P)
-    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
-    for start in range(0, row_programs, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + chans[None, :]
-        mask = (p < row_programs)[:, None] & cmask[None, :]
-        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0)
-        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0)
-        acc += n_i * mean_i
-    mean_d = tl.sum(acc, axis=0) / M
-    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
-    for start in range(0, row_programs, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + chans[None, :]
-        mask = (p < row_programs)[:, None] & cmask[None, :]
-        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0)
-        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0)
-        m2_i = tl.load(part_m2_ptr + offs, mask=mask, other=0.0)
-        dev = mean_i - mean_d[None, :]
-        acc += m2_i + n_i * dev * dev
-    var = tl.sum(acc, axis=0) / M
-    pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
-    tl.store(mean_ptr + chans, pivot + mean_d, mask=cmask)
-    tl.store(var_ptr + chans, var, mask=cmask)
-    tl.store(shift_ptr + chans, mean_d, mask=cmask)
+    row_programs = tl.num_programs(0)
+    if arrived_last(counter_ptr + cb, row_programs):
+        for sub in tl.static_range(0, BLOCK_C, FINALIZE_C):
+            _finalize_stats(
+                x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr,
+                cb * BLOCK_C + sub + tl.arange(0, FINALIZE_C), C, HW, M, row_programs,
+                LAYOUT, ACC, BLOCK_P, FINALIZE_C,
+            )
+        release_counter(counter_ptr + cb)
 
 
 @triton.jit
@@ -305,15 +332,21 @@ def _bn_normalize_kernel(
 @triton.jit
 def _bn_grad_sums_kernel(
     g_ptr, s_ptr, x_ptr, gx_ptr, w_ptr, mean_ptr, var_ptr, part_gz_ptr, part_gzx_ptr, gw_ptr, gb_ptr,
+    coef_ptr, counter_ptr,
     eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
     ACT: tl.constexpr, STORE_GX: tl.constexpr, FINAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    NEED_AFFINE: tl.constexpr, TRAINING: tl.constexpr,
     LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr, FINALIZE_C: tl.constexpr,
 ):
     """Per-channel sums of gz and gz * (x - mean) over the tiles of row program r:
     written as row r of the partials, or (FINAL: one row program holds every tile) as
-    the weight and bias gradients. STORE_GX (eval) also writes gx."""
+    the weight and bias gradients. STORE_GX (eval) also writes gx. Without FINAL, the
+    last program of channel block cb to arrive (counter cb) sums the partials of its
+    channels, FINALIZE_C at a time (_finalize_grad_sums)."""
     r = tl.program_id(0)
-    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cb = tl.program_id(1)
+    chans = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = chans < C
     mean = _load_channels(mean_ptr, chans, C, ACC)
     rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
@@ -331,18 +364,26 @@ def _bn_grad_sums_kernel(
     else:
         tl.store(part_gz_ptr + r * C + chans, sum_gz, mask=cmask)
         tl.store(part_gzx_ptr + r * C + chans, sum_gzx, mask=cmask)
+        row_programs = tl.num_programs(0)
+        if arrived_last(counter_ptr + cb, row_programs):
+            for sub in tl.static_range(0, BLOCK_C, FINALIZE_C):
+                _finalize_grad_sums(
+                    part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo,
+                    cb * BLOCK_C + sub + tl.arange(0, FINALIZE_C), C, M, row_programs,
+                    NEED_AFFINE, TRAINING, ACC, BLOCK_P, FINALIZE_C,
+                )
+            release_counter(counter_ptr + cb)
 
 
 @triton.jit
-def _bn_grad_finalize_kernel(
-    part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo, C, M, row_programs,
+def _finalize_grad_sums(
+    part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo, chans, C, M, row_programs,
     NEED_AFFINE: tl.constexpr, TRAINING: tl.constexpr, ACC: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Sums the partials over row programs in a fixed order. Writes the affine gradients
-    (gw = rstd * sum gz (x - mean), gb = sum gz) and, in training, the coefficients of
-    gx: coef[0] = sum gz / M, coef[1] = rstd^2 * sum gz (x - mean) / M."""
-    chans = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    """Sums the partials of channels `chans` over row programs in a fixed order. Writes
+    the affine gradients (gw = rstd * sum gz (x - mean), gb = sum gz) and, in training,
+    the coefficients of gx: coef[0] = sum gz / M, coef[1] = rstd^2 * sum gz (x - mean) / M."""
     cmask = chans < C
     lanes = tl.arange(0, BLOCK_P)
     acc_gz = tl.zeros([BLOCK_P, BLOCK_C], ACC)
@@ -351,8 +392,8 @@ def _bn_grad_finalize_kernel(
         p = start + lanes
         offs = p[:, None] * C + chans[None, :]
         mask = (p < row_programs)[:, None] & cmask[None, :]
-        acc_gz += tl.load(part_gz_ptr + offs, mask=mask, other=0.0)
-        acc_gzx += tl.load(part_gzx_ptr + offs, mask=mask, other=0.0)
+        acc_gz += tl.load(part_gz_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        acc_gzx += tl.load(part_gzx_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
     sum_gz = tl.sum(acc_gz, axis=0)
     sum_gzx = tl.sum(acc_gzx, axis=0)
     rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
@@ -429,9 +470,24 @@ class _Plan:
         else:
             self.layout, self.x = PLANES, x.contiguous()
         self.original = x
-        self.C, self.HW, self.M = c, hw, n * hw
+        self.N, self.C, self.HW, self.M = n, c, hw, n * hw
+        self._split(cfg, cfg.max_block_c)
+        if not self.fused and self.layout == ROWS and self.M <= cfg.fused_max_rows:
+            # Few rows: one program per narrow channel block holds all of its rows.
+            self._split(cfg, cfg.fused_block_c)
+            self.tiles_per_program, self.row_programs, self.fused = self.num_tiles, 1, True
+        self.block_p = min(_next_pow2(self.row_programs), cfg.finalize_block_p)
+        # Channels merged at a time by the last program of a channel block to arrive.
+        self.finalize_c = min(cfg.finalize_block_c, self.block_c)
+        self.num_warps = cfg.num_warps
+        self.device = x.device
+
+    def _split(self, cfg: BatchNormConfig, max_block_c: int) -> None:
+        """Tile shape and row programs, with channel blocks of at most max_block_c in
+        the rows layout."""
+        c, hw = self.C, self.HW
         if self.layout == ROWS:
-            self.block_c = min(_next_pow2(c), cfg.max_block_c)
+            self.block_c = min(_next_pow2(c), max_block_c)
             self.block_r = min(max(cfg.tile // self.block_c, 1), _next_pow2(self.M))
             self.hw_blocks = 1
             self.num_tiles = triton.cdiv(self.M, self.block_r)
@@ -439,7 +495,7 @@ class _Plan:
             self.block_r = min(_next_pow2(hw), cfg.max_block_r)
             self.block_c = min(_next_pow2(c), max(cfg.tile // self.block_r, 1))
             self.hw_blocks = triton.cdiv(hw, self.block_r)
-            self.num_tiles = n * self.hw_blocks
+            self.num_tiles = self.N * self.hw_blocks
         self.channel_blocks = triton.cdiv(c, self.block_c)
         # Split path: enough row programs to fill `target_programs`, each with an equal
         # run of consecutive tiles.
@@ -447,9 +503,6 @@ class _Plan:
         self.tiles_per_program = max(triton.cdiv(self.num_tiles, rows), 1)  # x may be empty
         self.row_programs = triton.cdiv(self.num_tiles, self.tiles_per_program)
         self.fused = self.row_programs == 1 or self.num_tiles <= cfg.fused_max_tiles
-        self.block_p = min(_next_pow2(self.row_programs), cfg.finalize_block_p)
-        self.finalize_block_c = min(_next_pow2(c), cfg.finalize_block_c)
-        self.num_warps = cfg.num_warps
 
     def geometry(self):
         return (self.C, self.HW, self.M, self.hw_blocks, self.num_tiles)
@@ -460,8 +513,9 @@ class _Plan:
     def tiles(self, fused: bool) -> int:
         return self.num_tiles if fused else self.tiles_per_program
 
-    def finalize_grid(self):
-        return (triton.cdiv(self.C, self.finalize_block_c),)
+    def counters(self) -> torch.Tensor:
+        """A zero int32 counter per channel block (kernels/_arrival.py)."""
+        return tile_counters(self.channel_blocks, self.device)
 
     def new_like_x(self, dtype=None) -> torch.Tensor:
         return new_output_like(self.x, dtype)
@@ -547,15 +601,11 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
         stats, stat_mean, stat_var, shift = "own", mean, var, mean
     else:
         rp = plan.row_programs
-        part_count, part_mean, part_m2 = (torch.empty((rp, c), dtype=acc, device=x.device) for _ in range(3))
-        shift = torch.empty(c, dtype=acc, device=x.device)
+        part_count, part_mean, part_m2 = (new_output((rp, c), acc, x.device) for _ in range(3))
+        shift = new_output((c,), acc, x.device)
         _bn_stats_kernel[plan.grid(False)](
-            plan.x, part_count, part_mean, part_m2, *geometry, plan.tiles_per_program, **common
-        )
-        _bn_stats_finalize_kernel[plan.finalize_grid()](
-            plan.x, part_count, part_mean, part_m2, mean, var, shift, c, plan.HW, plan.M, rp,
-            LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_P=plan.block_p, BLOCK_C=plan.finalize_block_c,
-            num_warps=plan.num_warps,
+            plan.x, part_count, part_mean, part_m2, mean, var, shift, plan.counters(),
+            *geometry, plan.tiles_per_program, BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c, **common
         )
         stats, stat_mean, stat_var = "batch", mean, var
     fused = stats == "own"
@@ -603,7 +653,7 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
     common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
     scalars = (eps_hi, eps_lo, float(alpha))
-    finalize = dict(ACC=_acc(x.dtype), BLOCK_P=plan.block_p, BLOCK_C=plan.finalize_block_c, num_warps=plan.num_warps)
+    finalize = dict(BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c)
     affine_out = (gw, gb) if need_affine else (gx, gx)
 
     if not training and not need_affine:
@@ -614,18 +664,17 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
     elif not training:  # gx needs no sums: one pass writes it and accumulates them
         if plan.fused:
             _bn_grad_sums_kernel[plan.grid(True)](
-                g, s, plan.x, gx, w, mean, var, gx, gx, *affine_out, *scalars, *geometry, plan.num_tiles,
-                ACT=act, STORE_GX=True, FINAL=True, HAS_WEIGHT=weight is not None, **common,
+                g, s, plan.x, gx, w, mean, var, gx, gx, *affine_out, gx, gx, *scalars, *geometry, plan.num_tiles,
+                ACT=act, STORE_GX=True, FINAL=True, HAS_WEIGHT=weight is not None, NEED_AFFINE=True,
+                TRAINING=False, **finalize, **common,
             )
         else:
-            part = torch.empty((2, plan.row_programs, c), dtype=acc, device=x.device)
+            part = new_output((2, plan.row_programs, c), acc, x.device)
             _bn_grad_sums_kernel[plan.grid(False)](
-                g, s, plan.x, gx, w, mean, var, part[0], part[1], gx, gx, *scalars, *geometry, plan.tiles_per_program,
-                ACT=act, STORE_GX=True, FINAL=False, HAS_WEIGHT=weight is not None, **common,
-            )
-            _bn_grad_finalize_kernel[plan.finalize_grid()](
-                part[0], part[1], var, *affine_out, gx, eps_hi, eps_lo, c, plan.M, plan.row_programs,
-                NEED_AFFINE=True, TRAINING=False, **finalize,
+                g, s, plan.x, gx, w, mean, var, part[0], part[1], *affine_out, gx, plan.counters(),
+                *scalars, *geometry, plan.tiles_per_program,
+                ACT=act, STORE_GX=True, FINAL=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=True,
+                TRAINING=False, **finalize, **common,
             )
     elif plan.fused:
         _bn_grad_input_kernel[plan.grid(True)](
@@ -633,15 +682,13 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
             SUMS="own", ACT=act, NEED_AFFINE=need_affine, HAS_WEIGHT=weight is not None, **common,
         )
     else:
-        part = torch.empty((2, plan.row_programs, c), dtype=acc, device=x.device)
-        coef = torch.empty((2, c), dtype=acc, device=x.device)
+        part = new_output((2, plan.row_programs, c), acc, x.device)
+        coef = new_output((2, c), acc, x.device)
         _bn_grad_sums_kernel[plan.grid(False)](
-            g, s, plan.x, gx, w, mean, var, part[0], part[1], gx, gx, *scalars, *geometry, plan.tiles_per_program,
-            ACT=act, STORE_GX=False, FINAL=False, HAS_WEIGHT=weight is not None, **common,
-        )
-        _bn_grad_finalize_kernel[plan.finalize_grid()](
-            part[0], part[1], var, *affine_out, coef, eps_hi, eps_lo, c, plan.M, plan.row_programs,
-            NEED_AFFINE=need_affine, TRAINING=True, **finalize,
+            g, s, plan.x, gx, w, mean, var, part[0], part[1], *affine_out, coef, plan.counters(),
+            *scalars, *geometry, plan.tiles_per_program,
+            ACT=act, STORE_GX=False, FINAL=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=need_affine,
+            TRAINING=True, **finalize, **common,
         )
         _bn_grad_input_kernel[plan.grid(False)](
             g, s, plan.x, gx, w, mean, var, coef, gx, gx, *scalars, *geometry, plan.tiles_per_program,

@@ -53,6 +53,7 @@ from fastgan.reference.activations import needs_preactivation
 from fastgan.reference.conv import output_size
 
 from . import _tiles
+from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -65,7 +66,6 @@ from ._gemm import (
     grouped_tile,
     partials_buffer,
     saved_or_none,
-    sum_partials,
 )
 
 
@@ -198,7 +198,7 @@ def _conv_gather_kernel(
 
 @triton.jit
 def _conv_wgrad_kernel(
-    g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr,
+    g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr, ws_ptr, gb_ws_ptr, counter_ptr,
     NB, C_G, C_X, H, W, OH, OW, QH, QW,
     KH, KW, SH, SW, PH, PW, NPH, TMAX_W, TAP_GROUPS,
     sg_n, sg_c, sg_h, sg_w,
@@ -206,9 +206,10 @@ def _conv_wgrad_kernel(
     sx_n, sx_c, sx_h, sx_w,
     so_g, so_x, so_r, so_s, so_split,
     alpha, gain, clamp, out_scale,
-    ITERS_PER_SPLIT,
+    ITERS_PER_SPLIT, SPLITS,
     TRANSPOSED: tl.constexpr, FLAT_N: tl.constexpr,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr, PROLOGUE: tl.constexpr, NEED_BIAS: tl.constexpr,
+    SPLIT_W: tl.constexpr, SPLIT_B: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -219,10 +220,18 @@ def _conv_wgrad_kernel(
     conv's y side, C_G channels, OH x OW); X is the other side (C_X channels, H x W).
     Rows of the GEMM are dZ's channels, columns (tap, cx), reduction over positions.
     For a transposed convolution the positions of one phase are reduced together: tap
-    r reads the dZ positions of phase r mod S only. Results go to gw (or, split, to
-    fp32 slot `split` of a workspace) through so_*; the bias gradient, sum of dZ over
-    positions, to gb slot (split, phase) from the programs of column tile 0 and the
-    first tap group of each phase (every dZ position belongs to exactly one phase).
+    r reads the dZ positions of phase r mod S only. Results go to gw through so_*; the
+    bias gradient, sum of dZ over positions, to gb from the programs of column tile 0
+    and the first tap group of each phase (every dZ position belongs to exactly one
+    phase).
+
+    SPLIT_W (SPLITS > 1 slices of positions): each program stores its partial weight
+    tile to fp32 slot `split` of ws (slot stride so_split, laid out like gw) and the
+    last of the SPLITS programs of that tile to arrive sums the slots into gw
+    (kernels/_arrival.py). SPLIT_B (SPLITS * NPH > 1): the bias
+    partials go to slot (split, phase) of gb_ws, summed into gb the same way by the
+    last of the SPLITS * NPH programs that owe the bias of a row tile. Counters: one
+    per (row tile, column tile, phase, tap group), then one per row tile.
     """
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -300,11 +309,33 @@ def _conv_wgrad_kernel(
         acc = tl.dot(dz.to(x_ptr.dtype.element_ty), xt, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     acc = acc * out_scale
-    out_off = split * so_split + ch[:, None] * so_g + cx[None, :] * so_x + r * so_r + q * so_s
-    tl.store(gw_ptr + out_off, acc.to(gw_ptr.dtype.element_ty), mask=ch_ok[:, None] & col_ok[None, :])
+    w_off = ch[:, None] * so_g + cx[None, :] * so_x + r * so_r + q * so_s
+    w_mask = ch_ok[:, None] & col_ok[None, :]
+    owes_bias = ch * 0 + pid_n + tap_group == 0
+    if SPLIT_W:
+        tl.store(ws_ptr + split * so_split + w_off, acc, mask=w_mask)
+    else:
+        tl.store(gw_ptr + w_off, acc.to(gw_ptr.dtype.element_ty), mask=w_mask)
     if NEED_BIAS:
         bsum = bsum * out_scale
-        tl.store(gb_ptr + (split * NPH + phase) * C_G + ch, bsum.to(gb_ptr.dtype.element_ty), mask=ch_ok & (ch * 0 + pid_n + tap_group == 0))
+        if SPLIT_B:
+            tl.store(gb_ws_ptr + (split * NPH + phase) * C_G + ch, bsum, mask=ch_ok & owes_bias)
+        else:
+            tl.store(gb_ptr + ch, bsum.to(gb_ptr.dtype.element_ty), mask=ch_ok & owes_bias)
+    if SPLIT_W:
+        slices = TAP_GROUPS * NPH  # programs of one split index; pid_z % slices: (phase, tap group)
+        tile = (pid_m * tl.num_programs(1) + pid_n) * slices + pid_z % slices
+        if arrived_last(counter_ptr + tile, SPLITS):
+            total = sum_slots(ws_ptr, w_off, w_mask, so_split, SPLITS)
+            tl.store(gw_ptr + w_off, total.to(gw_ptr.dtype.element_ty), mask=w_mask)
+            release_counter(counter_ptr + tile)
+    if NEED_BIAS and SPLIT_B:
+        if pid_n + tap_group == 0:
+            bias_counter = counter_ptr + tl.num_programs(0) * tl.num_programs(1) * TAP_GROUPS * NPH + pid_m
+            if arrived_last(bias_counter, SPLITS * NPH):
+                total = sum_slots(gb_ws_ptr, ch, ch_ok, C_G, SPLITS * NPH)
+                tl.store(gb_ptr + ch, total.to(gb_ptr.dtype.element_ty), mask=ch_ok)
+                release_counter(bias_counter)
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -481,34 +512,31 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
     split = _tiles.split_count(tile, x.device, row_tiles * col_tiles * tap_groups * phases, k_iters)
     iters_per_split = triton.cdiv(k_iters, split)
     split = triton.cdiv(k_iters, iters_per_split)  # no empty slice
-    out = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
-    # gw's strides in the kernel's (dZ channel, X channel, r, s) order; the workspace
-    # slots are laid out like the contiguous gw.
+    # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
+    ws = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
+    # gw's strides in the kernel's (dZ channel, X channel, r, s) order.
     g_dim, x_dim = (1, 0) if transposed else (0, 1)
-    so = (gw.stride(g_dim), gw.stride(x_dim), gw.stride(2), gw.stride(3), gw.numel() if split > 1 else 0)
-    bias_slots = split * phases
-    gb_out = None
-    if need_bias:
-        gb_out = partials_buffer(bias_slots, c_g, grad.dtype, grad.device) if bias_slots > 1 else gb
+    so = (gw.stride(g_dim), gw.stride(x_dim), gw.stride(2), gw.stride(3), gw.numel())
+    split_b = bool(need_bias) and split * phases > 1
+    gb_ws = partials_buffer(split * phases, c_g, grad.dtype, grad.device) if split_b else gw
+    w_tiles = row_tiles * col_tiles * tap_groups * phases
+    counters = tile_counters(w_tiles + row_tiles, x.device) if split > 1 or split_b else gw
     prologue = s is not None
     s_ = s if prologue else grad
     grid = (row_tiles, col_tiles, split * phases * tap_groups)
     _conv_wgrad_kernel[grid](
-        grad, s_, x, out, gb_out if gb_out is not None else out,
+        grad, s_, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
         nb, c_g, c_x, h, w, oh, ow, qh, qw,
         kh, kw, sh, sw, padding[0], padding[1], phases, tmax_w, tap_groups,
         *grad.stride(), *s_.stride(), *x.stride(),
         *so,
         float(alpha), float(gain), clamp_arg(clamp, act, s), 1.0 if prologue else float(gain),
-        iters_per_split,
+        iters_per_split, split,
         TRANSPOSED=bool(transposed), FLAT_N=flat_n,
         ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),
+        SPLIT_W=split > 1, SPLIT_B=split_b,
         ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
         **tile.launch_options(),
     )
-    if split > 1:
-        sum_partials(out, gw)
-    if need_bias and bias_slots > 1:
-        sum_partials(gb_out, gb)
     return gw, (gb if gb is not None else grad.new_empty(0))

@@ -24,6 +24,7 @@ import triton.language as tl
 from fastgan.reference.activations import needs_preactivation
 
 from . import _tiles
+from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -36,20 +37,19 @@ from ._gemm import (
     grouped_tile,
     partials_buffer,
     saved_or_none,
-    sum_partials,
 )
 
 
 @triton.jit
 def _gemm_kernel(
-    a_ptr, s_ptr, b_ptr, bias_ptr, c_ptr, z_ptr, rowsum_ptr,
+    a_ptr, s_ptr, b_ptr, bias_ptr, c_ptr, z_ptr, rowsum_ptr, out_ptr, rowsum_out_ptr, counter_ptr,
     M, N, K,
     sa_m, sa_k, ss_m, ss_k, sb_k, sb_n, sc_m, sc_n, sc_split, s_bias,
     alpha, gain, clamp, out_scale,
     ITERS_PER_SPLIT,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
-    ROW_SUM: tl.constexpr,
+    ROW_SUM: tl.constexpr, SPLIT_SUM: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
@@ -58,7 +58,12 @@ def _gemm_kernel(
     PROLOGUE: A is dL/dy (s its saved tensor, same indexing) times act'(s). EPILOGUE:
     bias + act + gain + clamp (and z with STORE_Z), else C = acc * out_scale. ROW_SUM:
     programs of column tile 0 also store the row sums of A (times out_scale) to
-    rowsum[split, m]. C may be a float32 workspace slot (sc_split apart per slice)."""
+    rowsum[split, m]. C may be a float32 workspace slot (sc_split apart per slice).
+
+    SPLIT_SUM (split over grid axis 1): C and rowsum are the fp32 partial slots, and the
+    last program of an output tile to arrive (counter_ptr + tile) sums the slots into
+    out (strided like a slot of C) and, for column tile 0, the row sums into
+    rowsum_out, in slot order (kernels/_arrival.py)."""
     pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
     split = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -91,6 +96,19 @@ def _gemm_kernel(
         rsum = rsum * out_scale
         tl.store(rowsum_ptr + split * M + rows, rsum.to(rowsum_ptr.dtype.element_ty),
                  mask=row_ok & (rows * 0 + pid_n == 0))
+    if SPLIT_SUM:
+        splits = tl.num_programs(1)
+        tile = tl.program_id(0)
+        if arrived_last(counter_ptr + tile, splits):
+            offs = rows[:, None] * sc_m + cols[None, :] * sc_n
+            mask = row_ok[:, None] & col_ok[None, :]
+            total = sum_slots(c_ptr, offs, mask, sc_split, splits)
+            tl.store(out_ptr + offs, total.to(out_ptr.dtype.element_ty), mask=mask)
+            if ROW_SUM:
+                row_mask = row_ok & (rows * 0 + pid_n == 0)
+                total_rows = sum_slots(rowsum_ptr, rows, row_mask, M, splits)
+                tl.store(rowsum_out_ptr + rows, total_rows.to(rowsum_out_ptr.dtype.element_ty), mask=row_mask)
+            release_counter(counter_ptr + tile)
 
 
 def _check_2d(op, **tensors):
@@ -101,18 +119,22 @@ def _check_2d(op, **tensors):
 
 def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
             act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
-            split_stride=0, tile=None):
+            split_stride=0, tile=None, split_out=None, rowsum_out=None):
+    """split > 1: c and rowsum are partial slots, reduced in the launch into split_out
+    and rowsum_out."""
     grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(n, tile.BLOCK_N), split)
+    counters = tile_counters(grid[0], c.device) if split > 1 else c
     _gemm_kernel[grid](
         a, s if s is not None else a, b, bias if bias is not None else c, c, z if z is not None else c,
-        rowsum if rowsum is not None else c,
+        rowsum if rowsum is not None else c, split_out if split > 1 else c,
+        rowsum_out if rowsum_out is not None else c, counters,
         m, n, k, *strides_a, *strides_s, *strides_b, *strides_c, split_stride,
         bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
         iters_per_split if iters_per_split is not None else triton.cdiv(k, tile.BLOCK_K),
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
-        ROW_SUM=rowsum is not None,
+        ROW_SUM=rowsum is not None, SPLIT_SUM=split > 1,
         ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
@@ -189,9 +211,6 @@ def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
             (s.stride(1), s.stride(0)) if prologue else (0, 0), x.stride(), (kk, 1),
             act, alpha, gain, clamp, prologue=prologue, epilogue=False,
             out_scale=1.0 if prologue else gain, split=split,
-            iters_per_split=iters_per_split, split_stride=gw.numel() if split > 1 else 0, tile=tile)
-    if split > 1:
-        sum_partials(out, gw)
-        if need_bias:
-            sum_partials(rowsum, gb)
+            iters_per_split=iters_per_split, split_stride=gw.numel() if split > 1 else 0, tile=tile,
+            split_out=gw, rowsum_out=gb)
     return gw, (gb if gb is not None else grad.new_empty(0))

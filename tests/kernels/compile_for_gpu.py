@@ -16,7 +16,8 @@ import sys
 
 import torch
 
-DTYPE_SIG = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
+DTYPE_SIG = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64",
+             torch.int32: "i32"}
 
 
 class Recorder:
@@ -35,7 +36,7 @@ class Recorder:
 def record_launches(quick: bool = False):
     """Launch calls the launchers make for DCGAN-64-like layers and linear layers
     (quick: two layers and one linear, which still reach every kernel)."""
-    from fastgan.kernels import _gemm, _tiles
+    from fastgan.kernels import _tiles
     from fastgan.kernels import conv as KC
     from fastgan.kernels import linear as KL
 
@@ -43,11 +44,10 @@ def record_launches(quick: bool = False):
     KC._conv_gather_kernel = Recorder(KC._conv_gather_kernel, calls)
     KC._conv_wgrad_kernel = Recorder(KC._conv_wgrad_kernel, calls)
     KL._gemm_kernel = Recorder(KL._gemm_kernel, calls)
-    _gemm._sum_partials_kernel = Recorder(_gemm._sum_partials_kernel, calls)
     default = _tiles.load_table("default.json")
     for kind in _tiles.KINDS:
         _tiles.force(kind, default[kind]["default"])
-    # A forced split, so that the partial-sum kernel is launched (and compiled) too.
+    # A forced split, so that the in-launch reduction of the partial sums is compiled too.
     _tiles.force("conv_wgrad", _tiles.Tile(**{**default["conv_wgrad"]["default"].as_dict(), "SPLIT_K": 2}))
 
     def conv(transposed, dtype, n, c_in, c_out, hw, k, s, p, act, clamp=None):

@@ -2,8 +2,11 @@
 F.batch_norm + activation in float64 (PyTorch's own, differentiated by autograd):
 forward, batch statistics, input/weight/bias gradients, training and eval, NCHW and
 channels_last, float32 and float16, constant channels, large offsets, both the
-one-program ("fused") and the split (stats, finalize, apply) paths, determinism, and
-BatchNormAct2d on the triton backend."""
+one-program ("fused", also for few rows over narrow channel blocks) and the split
+(stats finalized by the last program of each channel block, then apply) paths, the
+launches each takes, determinism, and BatchNormAct2d on the triton backend."""
+
+import itertools
 
 import pytest
 import torch
@@ -13,6 +16,8 @@ from torch import nn
 
 import fastgan
 from fastgan import functional as FG
+from fastgan.bench.launches import recording_launches
+from fastgan.kernels import _arrival
 from fastgan.kernels import batch_norm as KB
 from fastgan.kernels._common import poison_outputs
 from fastgan.nn import BatchNormAct2d
@@ -22,11 +27,18 @@ from utils import TOLERANCE, assert_close
 
 ACTS = ["linear", "relu", "lrelu", "tanh", "sigmoid", "silu"]
 EPS = 1e-5
-# Tiles of at most 16 elements (4 channels x 4 rows), split path always, and the
-# finalize kernels merging 2 partials per step: every loop runs several times.
+# Tiles of at most 16 elements (4 channels x 4 rows), split path always, and the last
+# program of a channel block merging 2 partials of 2 channels per step: every loop runs
+# several times.
 SMALL_TILES = dict(
-    tile=16, max_block_c=4, max_block_r=4, target_programs=64, fused_max_tiles=0, finalize_block_p=2, finalize_block_c=2
+    tile=16, max_block_c=4, max_block_r=4, target_programs=64, fused_max_tiles=0, fused_max_rows=0,
+    finalize_block_p=2, finalize_block_c=2,
 )
+# The one-program-per-channel-block path for inputs with few rows (rows layout: every
+# channels_last input here), over several tiles of 4 channels x 16 rows.
+NARROW_TILES = dict(tile=64, max_block_c=16, max_block_r=4, target_programs=64, fused_max_tiles=0,
+                    fused_max_rows=10**9, fused_block_c=4)
+TILES = {"default": {}, "small": SMALL_TILES, "narrow": NARROW_TILES}
 
 
 def make_input(gen, shape, dtype, channels_last, offset, scale, constant_channels):
@@ -91,16 +103,16 @@ def grad_magnitudes(x, weight, upstream, mean, var):
     grad_channels_last=st.booleans(),
     offset=st.sampled_from([0.0, 3.0]),
     constant_channels=st.booleans(),
-    small_tiles=st.booleans(),
+    tiles=st.sampled_from(sorted(TILES)),
     seed=seeds,
 )
 @example(n=8, c=70, h=17, w=17, act="silu", training=True, affine="both", need_affine=True, fp32_params=False,
-         channels_last=True, grad_channels_last=False, offset=3.0, constant_channels=True, small_tiles=False, seed=0)
+         channels_last=True, grad_channels_last=False, offset=3.0, constant_channels=True, tiles="default", seed=0)
 @example(n=8, c=70, h=17, w=17, act="lrelu", training=True, affine="both", need_affine=True, fp32_params=False,
-         channels_last=False, grad_channels_last=False, offset=0.0, constant_channels=False, small_tiles=False, seed=1)
+         channels_last=False, grad_channels_last=False, offset=0.0, constant_channels=False, tiles="default", seed=1)
 def test_batch_norm_kernels_match_torch(
     dtype, n, c, h, w, act, training, affine, need_affine, fp32_params, channels_last, grad_channels_last, offset,
-    constant_channels, small_tiles, seed,
+    constant_channels, tiles, seed,
 ):
     if training and n * h * w < 2:
         n = 2  # batch statistics need two values per channel
@@ -116,8 +128,8 @@ def test_batch_norm_kernels_match_torch(
         upstream = upstream.contiguous(memory_format=torch.channels_last)
     alpha = 0.1 if act == "lrelu" else 0.2
     inputs = [t.clone() for t in (x, running_mean, running_var)]
-    small_tiles = small_tiles and x.numel() <= 3000  # tiles of 16 elements: slow beyond
-    with poison_outputs(), KB.configured(**(SMALL_TILES if small_tiles else {})):
+    cfg = TILES[tiles] if x.numel() <= 3000 else {}  # tiles of 16 elements: slow beyond
+    with poison_outputs(), KB.configured(**cfg):
         y, z, mean, var = KB.bn_fwd(x, weight, bias, running_mean, running_var, training, EPS, act, alpha)
         saved = z if act == "silu" else (y if act != "linear" else x.new_empty(0))
         stats = (mean, var) if training else (running_mean, running_var)
@@ -168,8 +180,8 @@ def test_batch_norm_kernels_match_torch(
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("small_tiles", [False, True])
-def test_large_offset_statistics(channels_last, small_tiles):
+@pytest.mark.parametrize("tiles", sorted(TILES))
+def test_large_offset_statistics(channels_last, tiles):
     """mean 1e3, std 1e-2. The pivot makes x - pivot exact, so the forward (output,
     batch mean and variance) keeps float32 accuracy: held to the float32 tolerance,
     400x below the conditioning bound u*|mean|/std = 6e-3 that tests/test_batch_norm.py
@@ -179,7 +191,7 @@ def test_large_offset_statistics(channels_last, small_tiles):
     x = make_input(gen, (8, 5, 6, 5), torch.float32, channels_last, 1e3, 1e-2, False)
     weight, bias = torch.rand(5, generator=gen) + 0.5, torch.randn(5, generator=gen)
     upstream = torch.randn(8, 5, 6, 5, generator=gen)
-    with poison_outputs(), KB.configured(**(SMALL_TILES if small_tiles else {})):
+    with poison_outputs(), KB.configured(**TILES[tiles]):
         y, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "tanh", 0.2)
         gx, gw, gb = KB.bn_backward(upstream, y, x, weight, mean, var, True, EPS, "tanh", 0.2, True)
     y_ref, _, mean_ref, var_ref, gx_ref, gw_ref, gb_ref = oracle(x, weight, bias, None, None, True, "tanh", 0.2, upstream)
@@ -198,11 +210,41 @@ def test_constant_channels_give_exact_zero_variance_and_bias_output():
     x = torch.full((4, 3, 5, 3), 7.3)
     x[:, 1] = -2.1
     bias = torch.tensor([0.5, -0.25, 2.0])
-    for cfg in ({}, SMALL_TILES):
+    for cfg, memory_format in itertools.product(TILES.values(), (torch.contiguous_format, torch.channels_last)):
         with poison_outputs(), KB.configured(**cfg):
-            y, _, mean, var = KB.bn_fwd(x, torch.ones(3), bias, None, None, True, EPS, "relu", 0.2)
+            y, _, mean, var = KB.bn_fwd(x.contiguous(memory_format=memory_format), torch.ones(3), bias,
+                                        None, None, True, EPS, "relu", 0.2)
         assert torch.equal(var, torch.zeros(3)) and torch.equal(mean, x[0, :, 0, 0])
         assert torch.equal(y, F.relu(bias).view(1, 3, 1, 1).expand_as(y))
+
+
+@pytest.mark.parametrize(
+    "tiles,forward,backward,eval_backward",
+    [
+        # Split: the last program of each channel block merges the partials, so no
+        # finalize launch; eval's backward is then a single pass.
+        ("small", ["_bn_stats_kernel", "_bn_normalize_kernel"], ["_bn_grad_sums_kernel", "_bn_grad_input_kernel"],
+         ["_bn_grad_sums_kernel"]),
+        ("narrow", ["_bn_normalize_kernel"], ["_bn_grad_input_kernel"], ["_bn_grad_sums_kernel"]),
+    ],
+)
+def test_launches_per_call_and_counters_left_zero(tiles, forward, backward, eval_backward):
+    gen = torch.Generator().manual_seed(9)
+    x = make_input(gen, (4, 6, 5, 5), torch.float32, True, 1.0, 2.0, False)
+    weight, upstream = torch.randn(6, generator=gen), torch.randn(4, 6, 5, 5, generator=gen)
+    with poison_outputs(), KB.configured(**TILES[tiles]):
+        with recording_launches() as fwd:
+            y, _, mean, var = KB.bn_fwd(x, weight, None, None, None, True, EPS, "relu", 0.2)
+        with recording_launches() as bwd:
+            KB.bn_backward(upstream, y, x, weight, mean, var, True, EPS, "relu", 0.2, True)
+        with recording_launches() as eval_bwd:
+            KB.bn_backward(upstream, y, x, weight, mean, var + 1.0, False, EPS, "relu", 0.2, True)
+    assert [launch.name for launch in fwd] == forward
+    assert [launch.name for launch in bwd] == backward
+    assert [launch.name for launch in eval_bwd] == eval_backward
+    if tiles == "small":
+        assert fwd[0].grid[0] > 1 and bwd[0].grid[0] > 1 and eval_bwd[0].grid[0] > 1  # several row programs
+    assert not _arrival.tile_counters(1, x.device).any(), "a channel block's counter was not reset"
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -218,7 +260,7 @@ def test_two_runs_give_identical_bits(training):
         stats = (mean, var) if training else (rm, rv)
         return (y, z, mean, var) + KB.bn_backward(upstream, z, x, weight, *stats, training, EPS, "silu", 0.2, True)
 
-    for cfg in ({}, SMALL_TILES):
+    for cfg in TILES.values():
         with KB.configured(**cfg):
             first, second = run(), run()
         for a, b in zip(first, second):

@@ -123,3 +123,40 @@ def test_batch_norm_is_deterministic_on_gpu(channels_last):
     first = run()
     for _ in range(10):
         assert all(torch.equal(a, b) for a, b in zip(first, run()))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_split_k_weight_gradient_is_deterministic_on_gpu(transposed):
+    """The split-K weight and bias gradients of a DCGAN-sized layer: many programs race
+    for each output tile's ticket (kernels/_arrival.py); the bits must not depend on who
+    wins, the counters must be back to 0 after every launch, and the result must match
+    the float64 gradient."""
+    import torch.nn.functional as F
+
+    from fastgan.kernels import _arrival
+    from fastgan.kernels import conv as KC
+
+    gen = torch.Generator().manual_seed(3)
+    c_in, c_out, hw = (256, 128, 8) if transposed else (128, 256, 16)
+    x = torch.randn(256, c_in, hw, hw, generator=gen).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(*((c_in, c_out) if transposed else (c_out, c_in)), 4, 4, generator=gen, dtype=torch.float64)
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    y_shape = conv(x[:1].double(), w, stride=2, padding=1).shape[1:]
+    grad = torch.randn(256, *y_shape, generator=gen).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    dev = [t.cuda() for t in (grad, x)]
+
+    def run():
+        return KC.conv_grad_weight(dev[0], None, dev[1], [4, 4], [2, 2], [1, 1], transposed, "linear", 0.2, 1.0,
+                                   None, True)
+
+    with poison_outputs():
+        first = run()
+        for _ in range(10):
+            again = run()
+            assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not _arrival.tile_counters(1, dev[1].device).any()
+    wd = w.clone().requires_grad_()
+    ref_w, = torch.autograd.grad(conv(x.double(), wd, stride=2, padding=1), wd, grad.double())
+    gw, gb = _cpu(*first)
+    assert_close(gw, ref_w, torch.bfloat16, "grad weight")
+    assert_close(gb, grad.double().sum(dim=(0, 2, 3)), torch.bfloat16, "grad bias")
