@@ -82,11 +82,11 @@ def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, 
     flat = x.dim() == 2
     x4 = x[:, :, None, None] if flat else x
     path = _path(x, running_mean, running_var, weight, bias)
-    if path == "reference":
-        y, mean, var = _aten.batch_norm_act(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
-    else:
-        op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
-        y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
+    if path == "reference":  # ATen updates the running statistics itself
+        y = _aten.batch_norm_act(x4, weight, bias, running_mean, running_var, training, momentum, eps, act, alpha)
+        return y[:, :, 0, 0] if flat else y
+    op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
+    y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
     if training and running_mean is not None:
         with torch.no_grad():
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
