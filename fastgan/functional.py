@@ -106,10 +106,22 @@ _checked: set = set()
 _MAX_CHECKED = 4096
 
 
+def _seen(key) -> bool:
+    """True if a call with this signature passed the checks. Symbolic sizes (traced
+    graphs) are unhashable: those calls always take the public function's checks."""
+    try:
+        return key in _checked
+    except TypeError:
+        return False
+
+
 def _remember(key) -> None:
     if len(_checked) >= _MAX_CHECKED:
         _checked.clear()
-    _checked.add(key)
+    try:
+        _checked.add(key)
+    except TypeError:
+        pass
 
 
 def _signature(*tensors) -> tuple:
@@ -124,7 +136,7 @@ def conv_for_module(x, weight, bias, stride, padding, output_padding, transposed
                torch.is_autocast_enabled(x.device.type))
     except AttributeError:  # not a tensor: the public function says so
         key = None
-    if key is None or key not in _checked:
+    if key is None or not _seen(key):
         act, alpha, gain, clamp = activation
         if transposed:
             y = conv_transpose2d_bias_act(x, weight, bias, stride=stride, padding=padding,
@@ -143,7 +155,7 @@ def linear_for_module(x, weight, bias, activation):
         key = ("linear", _signature(x, weight, bias), activation, torch.is_autocast_enabled(x.device.type))
     except AttributeError:
         key = None
-    if key is None or key not in _checked:
+    if key is None or not _seen(key):
         act, alpha, gain, clamp = activation
         y = linear_bias_act(x, weight, bias, act=act, alpha=alpha, gain=gain, clamp=clamp)
         _remember(key)
@@ -158,7 +170,7 @@ def batch_norm_for_module(x, running_mean, running_var, weight, bias, training, 
                type(eps), eps, act, alpha)
     except AttributeError:
         key = None
-    if key is None or key not in _checked:
+    if key is None or not _seen(key):
         y = batch_norm_act(x, running_mean, running_var, weight, bias, training=training, momentum=momentum,
                            eps=eps, act=act, alpha=alpha)
         _remember(key)
