@@ -7,6 +7,7 @@ model traced by torch.compile still follows `set_backend` at run time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 from typing import Iterator
@@ -85,15 +86,20 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
 def resolve(*tensors: torch.Tensor | None) -> str:
     """'triton' or 'reference' for an op whose inputs are `tensors`."""
-    on_cuda = any(t is not None and t.is_cuda for t in tensors)
     if _current == "reference":
         return "reference"
+    on_cuda = False
+    for t in tensors:
+        if t is not None and t.is_cuda:
+            on_cuda = True
+            break
     if _current == "auto":
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
@@ -113,6 +119,9 @@ def resolve(*tensors: torch.Tensor | None) -> str:
     return "triton"
 
 
+_modules: dict = {}
+
+
 def implementation(family: str, *tensors: torch.Tensor | None):
     """The module implementing op family `family` for these tensors.
 
@@ -120,6 +129,8 @@ def implementation(family: str, *tensors: torch.Tensor | None):
     functions with the same signatures; the kernels module is imported only when used,
     so that importing fastgan never compiles or imports Triton code.
     """
-    if resolve(*tensors) == "triton":
-        return importlib.import_module(f"fastgan.kernels.{family}")
-    return importlib.import_module(f"fastgan.reference.{family}")
+    package = "kernels" if resolve(*tensors) == "triton" else "reference"
+    module = _modules.get((package, family))
+    if module is None:
+        module = _modules[(package, family)] = importlib.import_module(f"fastgan.{package}.{family}")
+    return module

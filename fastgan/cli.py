@@ -525,7 +525,7 @@ def add_bench(subparsers) -> None:
                    help="instead: the host overhead of the DCGAN-64 step on this CPU, eager against fastgan with every "
                    "Triton launch stubbed out (width 1, batch 2, float32; launch configs as on an H100), and the "
                    "Triton launches of a real-size step (batch 256, bf16). Uses --steps (repeats, default 20) and "
-                   "--threads; sets TRITON_INTERPRET=1")
+                   "--json; times one thread's CPU time; sets TRITON_INTERPRET=1")
 
 
 def _run_host_bench(args) -> int:
@@ -537,7 +537,6 @@ def _run_host_bench(args) -> int:
     os.environ["TRITON_INTERPRET"] = "1"  # backend 'triton' on CPU tensors (nothing is computed)
     from .bench import host, measure
 
-    _set_threads({"threads": args.threads, "device": "cpu"})
     print("fastgan bench: timing the host work of a DCGAN-64 step, eager and fastgan interleaved", file=sys.stderr,
           flush=True)
     record = host.run(repeats=args.steps or 20)

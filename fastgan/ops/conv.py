@@ -136,12 +136,30 @@ class ConvOps:
         return v.view(1, -1, 1, 1).expand_as(like)
 
 
+_geometries: dict = {}
+
+
+def _conv_ops(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls) -> ConvOps:
+    """ConvOps for this geometry, made once per geometry (a training step repeats them)."""
+    calls = calls or CUSTOM_OPS
+    try:
+        key = (tuple(stride), tuple(padding), transposed, tuple(x_hw), tuple(y_hw), tuple(kernel_hw), calls is EAGER)
+        ops = _geometries.get(key)
+    except TypeError:  # symbolic sizes under tracing: not cached
+        return ConvOps(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls)
+    if ops is None:
+        if len(_geometries) >= 4096:
+            _geometries.clear()
+        ops = _geometries[key] = ConvOps(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls)
+    return ops
+
+
 def _fwd_setup(ctx, inputs, output, calls=None):
     x, weight, bias, stride, padding, output_padding, transposed, *act = inputs
     y, z = output
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*act)
-    ctx.ops = ConvOps(stride, padding, transposed, x.shape[2:], y.shape[2:], weight.shape[2:], calls or CUSTOM_OPS)
+    ctx.ops = _conv_ops(stride, padding, transposed, x.shape[2:], y.shape[2:], weight.shape[2:], calls)
     ctx.save_for_backward(x, weight, B.saved_for_backward(ctx.act, y, z))
 
 
@@ -158,7 +176,7 @@ def _grad_input_setup(ctx, inputs, output, calls=None):
     grad, saved, weight, input_size, stride, padding, transposed, *act = inputs
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*act)
-    ctx.ops = ConvOps(stride, padding, transposed, input_size, grad.shape[2:], weight.shape[2:], calls or CUSTOM_OPS)
+    ctx.ops = _conv_ops(stride, padding, transposed, input_size, grad.shape[2:], weight.shape[2:], calls)
     ctx.save_for_backward(grad, saved, weight)
 
 
@@ -175,7 +193,7 @@ def _grad_weight_setup(ctx, inputs, output, calls=None):
     grad, saved, x, kernel_size, stride, padding, transposed, *rest = inputs
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*rest[:4])
-    ctx.ops = ConvOps(stride, padding, transposed, x.shape[2:], grad.shape[2:], kernel_size, calls or CUSTOM_OPS)
+    ctx.ops = _conv_ops(stride, padding, transposed, x.shape[2:], grad.shape[2:], kernel_size, calls)
     ctx.save_for_backward(grad, saved, x)
 
 
