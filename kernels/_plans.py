@@ -29,7 +29,8 @@ def meta(t: torch.Tensor | None):
 def _state():
     if _tiles._recorded is not None:
         return None
-    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()), torch.backends.cuda.matmul.allow_tf32)
+    # torch.backends.cuda.matmul.allow_tf32, read without its Python attribute hook.
+    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()), torch._C._get_cublas_allow_tf32())
 
 
 def get(key):
