@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import DEVICE, QUICK, rel_error, run_benchmark
-from fastgan.bench.dcgan import PROVIDERS, layer_module, layer_specs, provider_context, wrap
+from fastgan.bench.dcgan import MODULE_PROVIDERS as PROVIDERS, layer_module, layer_specs, provider_context, wrap
 
 if QUICK:
     SPECS, BATCH, DTYPE = layer_specs(16, 4, 8, 3), 2, torch.float32

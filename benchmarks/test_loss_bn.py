@@ -9,7 +9,7 @@ import torch
 
 from bench_loss_bn import KINDS, bn_shape, eager_d_loss, fused_d_loss
 from conftest import DEVICE, QUICK, rel_error, run_benchmark
-from fastgan.bench.dcgan import PROVIDERS, provider_context, wrap
+from fastgan.bench.dcgan import MODULE_PROVIDERS as PROVIDERS, provider_context, wrap
 from fastgan.nn import BatchNormAct2d
 
 if QUICK:

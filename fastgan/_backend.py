@@ -91,9 +91,31 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def _empty_problem(tensors) -> bool:
+    """True when the op has nothing to compute: one of its inputs holds no elements.
+
+    Not counted: a 1-D zero-length tensor with a tensor of 2 or more dimensions both
+    before and after it. That is the ops' "not computed" stand-in, passed as
+    (grad, saved, weight) or (grad, saved, x) when the act needs no saved output; real
+    inputs that can be 1-D (logits, bias) never sit there.
+    """
+    present = [t for t in tensors if t is not None]
+    for i, t in enumerate(present):
+        if t.numel() != 0:
+            continue
+        between_matrices = any(u.dim() >= 2 for u in present[:i]) and any(u.dim() >= 2 for u in present[i + 1:])
+        if not (t.dim() == 1 and between_matrices):
+            return True
+    return False
+
+
 def resolve(*tensors: torch.Tensor | None) -> str:
-    """'triton' or 'reference' for an op whose inputs are `tensors`."""
-    if _current == "reference":
+    """'triton' or 'reference' for an op whose inputs are `tensors`.
+
+    An empty problem always runs the reference (zero-size results, as in PyTorch):
+    kernels never see an empty tensor.
+    """
+    if _current == "reference" or _empty_problem(tensors):
         return "reference"
     on_cuda = False
     for t in tensors:

@@ -69,7 +69,7 @@ def _linear(x, weight, bias, activation):
     x, weight, bias = V.autocast(x, weight, bias)
     path = _path(x, weight, bias)
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = x.reshape(lead.numel(), x.shape[-1])
     if path == "reference":
         y = _aten.linear_bias_act(x2, weight, bias, *activation)
     else:
@@ -79,20 +79,20 @@ def _linear(x, weight, bias, activation):
 
 
 def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha, count):
-    flat = x.dim() == 2
-    x4 = x[:, :, None, None] if flat else x
+    # The ops work on [N, C, H, W]: [N, C] and [N, C, L] are views of that shape.
+    x4 = x.reshape(*x.shape, *([1] * (4 - x.dim())))
     path = _path(x, running_mean, running_var, weight, bias)
     if path == "reference":  # ATen updates the running statistics itself
         y = _aten.batch_norm_act(x4, weight, bias, running_mean, running_var, training, momentum, eps, act, alpha)
-        return y[:, :, 0, 0] if flat else y
+        return y.reshape(x.shape)
     op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
     y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
-    if training and running_mean is not None:
+    if training and running_mean is not None and count > 0:
         with torch.no_grad():
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-    return y[:, :, 0, 0] if flat else y
+    return y.reshape(x.shape)
 
 
 def _traced(*tensors) -> bool:
@@ -187,8 +187,11 @@ def _conv_args(x, weight, bias, stride, padding, dilation, groups, act, alpha, g
     V.unsupported("dilation", dilation)
     V.same_device(x=x, weight=weight, bias=bias)
     V.same_dtype(x=x, weight=weight, bias=bias)
-    if x.shape[0] == 0:
-        raise ValueError("x has batch size 0")
+    # As F.conv2d: a batch of 0 is fine, an image of 0 pixels is not.
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(
+            f"x has spatial size {tuple(x.shape[2:])}: only the batch and channel dimensions may be 0"
+        )
     stride = V.pair("stride", stride, minimum=1)
     padding = V.pair("padding", padding, minimum=0)
     return stride, padding, V.activation(act, alpha, gain, clamp)
@@ -217,6 +220,12 @@ def conv2d_bias_act(
         )
     if bias is not None and bias.shape[0] != weight.shape[0]:
         raise ValueError(f"bias must have {weight.shape[0]} elements (C_out), got {bias.shape[0]}")
+    if weight.shape[0] == 0:
+        raise ValueError(f"weight has 0 output channels (shape {tuple(weight.shape)}): F.conv2d needs at least 1")
+    if x.shape[1] == 0:
+        # F.conv2d returns an [N, 0, OH, OW] result here (C_out dropped, bias ignored):
+        # refused rather than copied or contradicted.
+        raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}): fastgan's conv2d needs at least 1")
     out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, [0, 0], transposed=False)
     _check_output(out_hw, x, weight.shape[2:], "convolution")
     return _conv(x, weight, bias, stride, padding, [0, 0], False, activation)
@@ -252,6 +261,11 @@ def conv_transpose2d_bias_act(
         )
     if bias is not None and bias.shape[0] != weight.shape[1]:
         raise ValueError(f"bias must have {weight.shape[1]} elements (C_out), got {bias.shape[0]}")
+    if weight.shape[0] == 0 or weight.shape[1] == 0:
+        raise ValueError(
+            f"weight has shape {tuple(weight.shape)} ([C_in, C_out, kh, kw]): F.conv_transpose2d needs "
+            "at least 1 input and 1 output channel"
+        )
     out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed=True)
     _check_output(out_hw, x, weight.shape[2:], "transposed convolution")
     return _conv(x, weight, bias, stride, padding, output_padding, True, activation)
@@ -273,8 +287,6 @@ def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None
         )
     if bias is not None and bias.shape[0] != weight.shape[0]:
         raise ValueError(f"bias must have {weight.shape[0]} elements (out_features), got {bias.shape[0]}")
-    if x.numel() == 0:
-        raise ValueError(f"x is empty (shape {tuple(x.shape)})")
     return _linear(x, weight, bias, V.activation(act, alpha, gain, clamp))
 
 
@@ -283,10 +295,13 @@ def batch_norm_act(
 ):
     """act(F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)).
 
-    x [N, C, H, W] (or [N, C]); in training the running statistics (if given) are
-    updated in place exactly as F.batch_norm does.
+    x [N, C], [N, C, L] or [N, C, H, W], as nn.BatchNorm1d / nn.BatchNorm2d take; in
+    training the running statistics (if given) are updated in place exactly as
+    F.batch_norm does (and, as there, left alone by a batch with no values).
     """
-    V.tensor("x", x, ndim=(2, 4))
+    V.tensor("x", x, ndim=(2, 3, 4))
+    if x.shape[1] == 0:
+        raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}): batch norm needs at least 1")
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         V.tensor(name, t, ndim=1, optional=True)
         if t is not None and t.shape[0] != x.shape[1]:
@@ -303,18 +318,20 @@ def batch_norm_act(
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     act, alpha, _, _ = V.activation(act, alpha, None, None)
-    count = x.numel() // x.shape[1] if x.shape[1] else 0
-    if training and count <= 1:
+    count = x.numel() // x.shape[1]
+    if training and count == 1:
+        # F.batch_norm's rule: exactly one value per channel has no variance; none at all
+        # (an empty batch) gives an empty result.
         raise ValueError(
-            f"x has {count} value per channel (shape {tuple(x.shape)}): batch norm needs more than 1 when training"
+            f"x has 1 value per channel (shape {tuple(x.shape)}): batch norm needs more than 1 when training"
         )
     return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha, count)
 
 
 def _logits(name, t):
+    # Empty logits are fine, as in F.binary_cross_entropy_with_logits: 'mean' gives NaN
+    # (the mean of nothing), 'sum' 0, 'none' an empty tensor.
     V.tensor(name, t)
-    if t.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     return t
 
 

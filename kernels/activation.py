@@ -32,7 +32,8 @@ def tanh(z):
 def apply_act(z, ACT: tl.constexpr, alpha, gain, clamp, HAS_CLAMP: tl.constexpr):
     """clamp(act(z) * gain, -clamp, clamp), computed in z's dtype (float32 or float64)."""
     if ACT == "relu":
-        y = tl.maximum(z, 0.0)
+        # where, not maximum: a GPU max returns 0 for a NaN input, torch.relu keeps NaN.
+        y = tl.where(z < 0.0, 0.0, z)
     elif ACT == "lrelu":
         y = tl.where(z > 0, z, z * alpha)
     elif ACT == "tanh":
@@ -45,7 +46,8 @@ def apply_act(z, ACT: tl.constexpr, alpha, gain, clamp, HAS_CLAMP: tl.constexpr)
         y = z
     y = y * gain
     if HAS_CLAMP:
-        y = tl.minimum(tl.maximum(y, -clamp), clamp)
+        # NaN stays NaN, as in torch.clamp (a GPU min/max would return the bound).
+        y = tl.where(y < -clamp, -clamp, tl.where(y > clamp, clamp, y))
     return y
 
 
@@ -56,12 +58,16 @@ def act_derivative(s, ACT: tl.constexpr, alpha, gain, clamp, HAS_CLAMP: tl.const
     Callers skip it (and the load of s) when act is linear without clamp: then the
     derivative is the constant gain.
     """
-    zero = s * 0.0  # tensor-typed constants (see the module note)
+    # Tensor-typed constants (see the module note); zeros_like, not s * 0.0, which is
+    # NaN where s is +-inf or NaN and would turn those gradients into NaN.
+    zero = tl.zeros_like(s)
     if ACT == "silu":
         sig = sigmoid(s)
         d = sig * (1.0 + s * (1.0 - sig)) * gain
     elif ACT == "relu":
-        d = tl.where(s > 0, zero + gain, zero)
+        # As torch's relu backward: 0 where y <= 0 (the kink included), gain elsewhere,
+        # NaN outputs included.
+        d = tl.where(s <= 0, zero, zero + gain)
     elif ACT == "lrelu":
         d = tl.where(s > 0, zero + 1.0, zero + alpha) * gain
     elif ACT == "tanh":
@@ -77,5 +83,6 @@ def act_derivative(s, ACT: tl.constexpr, alpha, gain, clamp, HAS_CLAMP: tl.const
             y = s * sigmoid(s) * gain
         else:
             y = s
-        d = tl.where(tl.abs(y) < clamp, d, zero)
+        # Multiplied, not selected: as torch's chain rule (reference.activations.clamp_mask).
+        d = d * tl.where(tl.abs(y) < clamp, zero + 1.0, zero)
     return d

@@ -180,3 +180,16 @@ def test_parse_condition_for_each_kind():
     ]:
         with pytest.raises(UsageError, match=match):
             parse_condition(text, kind, size, None)
+
+
+def test_cuda_graph_option_is_refused_without_cuda(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(["train", "--cuda-graph", "--device", "cpu", *TINY], capsys,
+                   "argument --cuda-graph: CUDA graphs need a CUDA device (--device cpu); leave out --cuda-graph")
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+    assert main(["train", "--steps", "1", "--out", "run", "--no-cuda-graph", *TINY]) == 0
+    capsys.readouterr()
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["config"]["run"]["options"]["cuda_graph"] is False
+    # --cuda-graph may be changed on resume (like --device), and is checked there too.
+    one_line_error(["train", "--resume", "run", "--cuda-graph", "--device", "cpu"], capsys,
+                   "argument --cuda-graph: CUDA graphs need a CUDA device")

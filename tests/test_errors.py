@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastgan import functional as FG
-from fastgan.nn import BatchNormAct2d, Conv2dAct, GANLoss, LinearAct
+from fastgan.nn import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, GANLoss, LinearAct
 
 x4 = torch.randn(2, 3, 8, 8)
 w4 = torch.randn(4, 3, 3, 3)
@@ -20,7 +20,8 @@ def test_rank():
     raises(ValueError, r"weight must be a 4-D tensor", FG.conv_transpose2d_bias_act, x4, torch.randn(3, 4, 3))
     raises(ValueError, r"bias must be a 1-D tensor", FG.conv2d_bias_act, x4, w4, torch.randn(4, 1))
     raises(ValueError, r"weight must be a 2-D tensor", FG.linear_bias_act, torch.randn(2, 3), torch.randn(3))
-    raises(ValueError, r"x must be a 2-D or 4-D tensor", FG.batch_norm_act, torch.randn(2, 3, 4), None, None, training=True)
+    raises(ValueError, r"x must be a 2-D or 3-D or 4-D tensor", FG.batch_norm_act, torch.randn(2, 3, 4, 4, 1), None, None,
+           training=True)
 
 
 def test_channels():
@@ -73,7 +74,6 @@ def test_kind_reduction_and_label():
     raises(ValueError, r"real_label must be 1.0 for kind='hinge'", FG.discriminator_loss,
            torch.randn(3), torch.randn(3), "hinge", real_label=0.9)
     raises(ValueError, r"kind must be one of", GANLoss, "wgan")
-    raises(ValueError, r"real_logits is empty", FG.discriminator_loss, torch.randn(0), torch.randn(3))
 
 
 def test_groups_and_dilation():
@@ -83,10 +83,40 @@ def test_groups_and_dilation():
            x4, torch.randn(3, 2, 3, 3), dilation=(1, 2))
 
 
+def test_module_arguments_without_a_fused_form():
+    """The fused modules take nn.Conv2d's / nn.ConvTranspose2d's arguments; those the
+    kernels have no form for are refused by name, the defaults accepted."""
+    raises(ValueError, r"groups=2 is not supported", Conv2dAct, 4, 4, 3, groups=2)
+    raises(ValueError, r"dilation=2 is not supported", Conv2dAct, 4, 4, 3, dilation=2)
+    raises(ValueError, r"padding_mode='reflect' is not supported", Conv2dAct, 4, 4, 3, padding_mode="reflect")
+    raises(ValueError, r"groups=2 is not supported", ConvTranspose2dAct, 4, 4, 3, groups=2)
+    raises(ValueError, r"dilation=\(2, 1\) is not supported", ConvTranspose2dAct, 4, 4, 3, dilation=(2, 1))
+    raises(ValueError, r"padding_mode='circular' is not supported", ConvTranspose2dAct, 4, 4, 3, padding_mode="circular")
+    conv = Conv2dAct(4, 5, 3, 1, 1, 1, 1, False, "zeros", act="relu")  # nn.Conv2d's positional order
+    assert conv.bias is None and conv.padding == (1, 1)
+    assert ConvTranspose2dAct(4, 5, 3, 2, 1, 1, 1, True, 1, "zeros").output_padding == (1, 1)
+
+
+def test_zero_size_shapes_pytorch_refuses():
+    """A batch of 0 or no input channels is legal (tests/test_zero_size.py); these
+    shapes are errors in PyTorch too, and here they name the argument."""
+    raises(ValueError, r"x has spatial size \(0, 8\)", FG.conv2d_bias_act, torch.randn(2, 3, 0, 8), w4, padding=2)
+    raises(ValueError, r"x has spatial size \(8, 0\)", FG.conv_transpose2d_bias_act, torch.randn(2, 3, 8, 0),
+           torch.randn(3, 2, 3, 3))
+    raises(ValueError, r"weight has 0 output channels", FG.conv2d_bias_act, x4, torch.randn(0, 3, 3, 3))
+    raises(ValueError, r"weight has shape \(3, 0, 3, 3\)", FG.conv_transpose2d_bias_act, x4, torch.randn(3, 0, 3, 3))
+    raises(ValueError, r"weight has shape \(0, 2, 3, 3\)", FG.conv_transpose2d_bias_act, torch.randn(2, 0, 8, 8),
+           torch.randn(0, 2, 3, 3))
+    raises(ValueError, r"x has 0 channels", FG.batch_norm_act, torch.randn(2, 0, 4), None, None, training=True)
+    # F.conv2d accepts this one but returns [2, 0, 6, 6], dropping C_out and the bias.
+    raises(ValueError, r"x has 0 channels", FG.conv2d_bias_act, torch.randn(2, 0, 8, 8), torch.randn(4, 0, 3, 3))
+
+
 def test_batch_norm_specifics():
     raises(ValueError, r"running_mean and running_var are required when training=False",
            FG.batch_norm_act, x4, None, None, training=False)
     raises(ValueError, r"more than 1 when training", FG.batch_norm_act, torch.randn(1, 3, 1, 1), None, None, training=True)
+    raises(ValueError, r"more than 1 when training", FG.batch_norm_act, torch.randn(1, 3, 1), None, None, training=True)
     raises(TypeError, r"training must be a bool", FG.batch_norm_act, x4, None, None, training=1)
     raises(ValueError, r"eps must be positive", FG.batch_norm_act, x4, None, None, training=True, eps=0.0)
 

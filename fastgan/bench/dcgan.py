@@ -8,8 +8,18 @@ Providers (design.md, Benchmarks):
     fastgan  fastgan.nn.fuse of that same model (Conv/ConvT [-> BN] -> act runs become
              fused modules) with the fused GANLoss, on the Triton kernels on a GPU (and
              on a CPU under TRITON_INTERPRET=1), else on the PyTorch reference
-All three start from the same weights, see the same inputs and use the same Adam
-(fused on CUDA), autocast and memory format.
+    compile-reduce-overhead
+             torch.compile(mode="reduce-overhead"): compile, with inductor recording
+             CUDA graphs of G's and D's forward and backward (the optimizer steps and
+             the losses stay eager)
+    fastgan-cuda-graph
+             the fastgan step, all of it (both forwards and backwards, the loss, both
+             Adam updates) captured in one CUDA graph (fastgan.train.cuda_graph) and
+             replayed; each step copies its batch and noise into the graph's inputs
+All start from the same weights, see the same inputs and use the same Adam (fused on
+CUDA; capturable too under CUDA graphs), autocast and memory format. The last two need
+CUDA: on a CPU they are skipped, with the reason in the table and the JSON, rather
+than measured as something they are not.
 
 One step, as in pytorch/examples DCGAN: fake = G(z, c); D on real and on the detached
 fake, D loss backward, D update; then G through D (D's weight gradients are computed
@@ -35,7 +45,18 @@ from .._backend import interpreter_enabled, use_backend
 from . import measure
 from .flops import count_flops
 
-PROVIDERS = ("eager", "compile", "fastgan")
+PROVIDERS = ("eager", "compile", "fastgan", "compile-reduce-overhead", "fastgan-cuda-graph")
+# Providers of a single module (the layer and loss/BN benchmarks): the CUDA-graph ones
+# are measured on the whole step.
+MODULE_PROVIDERS = ("eager", "compile", "fastgan")
+# What a provider needs CUDA for (a CPU run skips it, saying so).
+CUDA_ONLY = {
+    "compile-reduce-overhead": "needs CUDA: reduce-overhead records CUDA graphs (on a CPU it would be plain compile)",
+    "fastgan-cuda-graph": "needs CUDA: CUDA graphs record GPU kernels",
+}
+# Eager steps of fastgan-cuda-graph before capture: one runs every lazy first-call cost
+# (Triton compiles, the Adam state); the capture is the next step.
+GRAPH_WARMUP = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 CONDS = ("none", "class")
 SIZES = (8, 16, 32, 64, 128, 256)
@@ -141,6 +162,11 @@ class PlainDiscriminator(nn.Module):
 
 
 # ------------------------------------------------------------------ providers
+def skip_reason(provider: str, device) -> str | None:
+    """Why `provider` cannot be measured on `device` (None when it can)."""
+    return None if measure.is_cuda(device) else CUDA_ONLY.get(provider)
+
+
 def fastgan_backend(device) -> str:
     """The backend the fastgan provider runs: the Triton kernels on a GPU (and on a CPU
     under Triton's interpreter), else the PyTorch reference."""
@@ -154,7 +180,9 @@ def wrap(provider: str, module: nn.Module) -> nn.Module:
         return module
     if provider == "compile":
         return torch.compile(module)
-    if provider == "fastgan":
+    if provider == "compile-reduce-overhead":
+        return torch.compile(module, mode="reduce-overhead")
+    if provider in ("fastgan", "fastgan-cuda-graph"):
         from ..nn import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct, fuse
 
         fused = fuse(module)
@@ -167,7 +195,7 @@ def wrap(provider: str, module: nn.Module) -> nn.Module:
 
 def provider_context(provider: str, device):
     """What a provider's calls run inside: the fastgan backend for fastgan."""
-    return use_backend(fastgan_backend(device)) if provider == "fastgan" else contextlib.nullcontext()
+    return use_backend(fastgan_backend(device)) if provider.startswith("fastgan") else contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------ the step
@@ -250,10 +278,15 @@ class GANStep:
     def __init__(self, provider: str, G: nn.Module, D: nn.Module, cfg: StepConfig):
         if provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+        reason = skip_reason(provider, cfg.device)
+        if reason is not None:
+            raise ValueError(f"provider {provider!r} on {cfg.device}: {reason}")
         self.provider, self.cfg = provider, cfg
-        self.G = wrap(provider, copy.deepcopy(G) if provider == "compile" else G)
-        self.D = wrap(provider, copy.deepcopy(D) if provider == "compile" else D)
-        if provider == "fastgan":
+        self.graphed = provider == "fastgan-cuda-graph"
+        compiled = provider.startswith("compile")
+        self.G = wrap(provider, copy.deepcopy(G) if compiled else G)
+        self.D = wrap(provider, copy.deepcopy(D) if compiled else D)
+        if provider.startswith("fastgan"):
             from ..nn import GANLoss
 
             loss = GANLoss("nonsaturating")
@@ -261,23 +294,48 @@ class GANStep:
         else:
             self.d_loss, self.g_loss = _eager_d_loss, _eager_g_loss
         fused = True if measure.is_cuda(cfg.device) else None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=fused)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=fused)
+        adam = dict(lr=2e-4, betas=(0.5, 0.999), fused=fused, capturable=self.graphed)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.graph = None  # fastgan-cuda-graph: the CapturedStep, made on the first call
 
-    def __call__(self, real, c, z) -> tuple[torch.Tensor, torch.Tensor]:
+    def _autocast(self):
+        # Under a CUDA graph the autocast weight cache stays off (as in the Trainer).
+        if self.graphed:
+            return torch.autocast(torch.device(self.cfg.device).type, dtype=torch.bfloat16,
+                                  enabled=self.cfg.dtype == "bfloat16", cache_enabled=False)
+        return self.cfg.autocast()
+
+    def _step(self, real, c, z) -> tuple[torch.Tensor, torch.Tensor]:
         with provider_context(self.provider, self.cfg.device):
-            with self.cfg.autocast():
+            with self._autocast():
                 fake = self.G(z, c)
                 d_loss = self.d_loss(self.D(real, c), self.D(fake.detach(), c)).float()
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            with self.cfg.autocast():
+            with self._autocast():
                 g_loss = self.g_loss(self.D(fake, c)).float()
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             self.opt_g.step()
         return d_loss.detach(), g_loss.detach()
+
+    def __call__(self, real, c, z) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.provider == "compile-reduce-overhead":
+            # A new iteration: outputs of the previous one's CUDA graphs may be reused.
+            torch.compiler.cudagraph_mark_step_begin()
+        if not self.graphed:
+            return self._step(real, c, z)
+        given = {"real": real, "z": z} if c is None else {"real": real, "z": z, "c": c}
+        if self.graph is None:
+            from ..train.cuda_graph import CapturedStep
+
+            static = {name: t.clone() for name, t in given.items()}  # clone keeps channels_last
+            self.graph = CapturedStep(lambda real, z, c=None: self._step(real, c, z), static, warmup=GRAPH_WARMUP,
+                                      optimizers=(self.opt_d, self.opt_g))
+        d_loss, g_loss = self.graph(**given)
+        return d_loss.clone(), g_loss.clone()  # the graph's outputs are overwritten by the next replay
 
 
 def step_flops(cfg: StepConfig) -> dict:
@@ -307,38 +365,57 @@ class StepResult:
                 "summary": summary(self.records)}
 
 
+RATIO_BASES = ("eager", "compile", "fastgan")
+
+
 def add_ratios(records: list[dict]) -> list[dict]:
-    """vs_<provider> = that provider's ms/step over this one's: > 1 is faster than it."""
-    ms = {r["provider"]: r["ms_per_step"] for r in records}
+    """vs_<provider> = that provider's ms/step over this one's: > 1 is faster than it
+    (None where either was not measured: skipped or failed)."""
+    ms = {r["provider"]: r["ms_per_step"] for r in records if r.get("ms_per_step") is not None}
+    eager = next((q for q in records if q["provider"] == "eager"), None)
     for r in records:
-        for other in ("eager", "compile"):
-            r[f"vs_{other}"] = ms[other] / r["ms_per_step"] if other in ms else None
-        r["peak_memory_vs_eager"] = (r["peak_memory_bytes"] / by["peak_memory_bytes"]
-                                     if (by := next((q for q in records if q["provider"] == "eager"), None))
-                                     and r["peak_memory_bytes"] and by["peak_memory_bytes"] else None)
+        for other in RATIO_BASES:
+            r[f"vs_{other}"] = ms[other] / r["ms_per_step"] if other in ms and r.get("ms_per_step") else None
+        r["peak_memory_vs_eager"] = (r["peak_memory_bytes"] / eager["peak_memory_bytes"]
+                                     if eager and r.get("peak_memory_bytes") and eager.get("peak_memory_bytes") else None)
     return records
 
 
 def summary(records: list[dict]) -> dict:
     """The issue's targets (H100, bf16, batch 256): fastgan >= 2x eager, >= 1.25x
-    compile, peak memory <= 0.7x eager; judged on what this run measured."""
-    fast = next((r for r in records if r["provider"] == "fastgan"), None)
-    if fast is None:
-        return {}
-    out = {"fastgan_vs_eager": fast["vs_eager"], "fastgan_vs_compile": fast["vs_compile"],
-           "fastgan_peak_memory_vs_eager": fast["peak_memory_vs_eager"]}
-    if fast["vs_eager"] is not None:
-        out["target_2x_eager_met"] = fast["vs_eager"] >= 2.0
-    if fast["vs_compile"] is not None:
-        out["target_1.25x_compile_met"] = fast["vs_compile"] >= 1.25
-    if fast["peak_memory_vs_eager"] is not None:
-        out["target_0.7x_memory_met"] = fast["peak_memory_vs_eager"] <= 0.7
+    compile, peak memory <= 0.7x eager; judged on what this run measured. With CUDA
+    graphs: each graphed provider against eager, compile and (fastgan's) its ungraphed
+    self."""
+    by = {r["provider"]: r for r in records if r.get("ms_per_step") is not None}
+    out = {}
+    fast = by.get("fastgan")
+    if fast is not None:
+        out.update({"fastgan_vs_eager": fast["vs_eager"], "fastgan_vs_compile": fast["vs_compile"],
+                    "fastgan_peak_memory_vs_eager": fast["peak_memory_vs_eager"]})
+        if fast["vs_eager"] is not None:
+            out["target_2x_eager_met"] = fast["vs_eager"] >= 2.0
+        if fast["vs_compile"] is not None:
+            out["target_1.25x_compile_met"] = fast["vs_compile"] >= 1.25
+        if fast["peak_memory_vs_eager"] is not None:
+            out["target_0.7x_memory_met"] = fast["peak_memory_vs_eager"] <= 0.7
+    for name in ("fastgan-cuda-graph", "compile-reduce-overhead"):
+        if name in by:
+            key = name.replace("-", "_")
+            out.update({f"{key}_vs_{other}": by[name][f"vs_{other}"] for other in RATIO_BASES if other != name})
     return out
 
 
+def provider_warmup(provider: str, warmup: int) -> int:
+    """Untimed steps for `provider`: at least its eager warm-up and its capture for
+    fastgan-cuda-graph (the capture is a warm-up cost, like a compile)."""
+    return max(warmup, GRAPH_WARMUP + 1) if provider == "fastgan-cuda-graph" else warmup
+
+
 def bench_provider(provider: str, cfg: StepConfig, *, warmup: int, steps: int, inputs=None) -> dict:
-    """Build the provider's step from fresh seeded models, warm it up (compiles happen
-    there), time `steps` steps; peak memory covers warm-up and timed steps."""
+    """Build the provider's step from fresh seeded models, warm it up (compiles and
+    captures happen there), time `steps` steps; peak memory covers warm-up and timed
+    steps."""
+    warmup = provider_warmup(provider, warmup)
     inputs = inputs or make_inputs(cfg)
     gc.collect()
     if measure.is_cuda(cfg.device):
@@ -360,13 +437,26 @@ def bench_provider(provider: str, cfg: StepConfig, *, warmup: int, steps: int, i
         "provider": provider, "ms_per_step": ms, "images_per_s": cfg.batch / (ms * 1e-3),
         "samples_ms": timing.samples_ms, "spread": timing.spread, "peak_memory_bytes": peak,
         "losses_finite": finite, "last_d_loss": float(losses[-1][0]), "last_g_loss": float(losses[-1][1]),
-        "backend": fastgan_backend(cfg.device) if provider == "fastgan" else None,
+        "backend": fastgan_backend(cfg.device) if provider.startswith("fastgan") else None, "warmup_steps": warmup,
+    }
+
+
+def unmeasured_record(provider: str, cfg: StepConfig, *, skipped: str | None = None, error: str | None = None) -> dict:
+    """The row of a provider that was skipped (with the reason) or failed (with the
+    error): every measurement None, never a number it did not earn."""
+    return {
+        "provider": provider, "skipped": skipped, "error": error, "ms_per_step": None, "images_per_s": None,
+        "samples_ms": [], "spread": None, "peak_memory_bytes": None, "losses_finite": None, "last_d_loss": None,
+        "last_g_loss": None, "tflops": None, "mfu": None,
+        "backend": fastgan_backend(cfg.device) if provider.startswith("fastgan") else None,
     }
 
 
 def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 10, log=None) -> StepResult:
     """The step-level comparison on cfg.device: the dense matmul rate first (for MFU),
-    the step's FLOPs, then each provider."""
+    the step's FLOPs, then each provider. A provider that needs CUDA is skipped on a
+    CPU; one that raises is recorded as failed with its error (the others are still
+    measured: a device run is short and one failure should not cost the rest)."""
     bad = [p for p in providers if p not in PROVIDERS]
     if bad or not providers:
         raise ValueError(f"providers must be a non-empty subset of {PROVIDERS}, got {list(providers)!r}")
@@ -377,9 +467,23 @@ def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 1
     inputs = make_inputs(cfg)
     records = []
     for provider in providers:
+        reason = skip_reason(provider, cfg.device)
+        if reason is not None:
+            if log:
+                log(f"{provider}: skipped ({reason})")
+            records.append(unmeasured_record(provider, cfg, skipped=reason))
+            continue
         if log:
             log(f"{provider}: warming up ({warmup} step(s)) and timing {steps}")
-        rec = bench_provider(provider, cfg, warmup=warmup, steps=steps, inputs=inputs)
+        try:
+            rec = bench_provider(provider, cfg, warmup=warmup, steps=steps, inputs=inputs)
+        except Exception as error:  # recorded, reported as a failure by the caller, never dropped
+            text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            if log:
+                log(f"{provider}: failed ({text})")
+            records.append(unmeasured_record(provider, cfg, error=text))
+            continue
+        rec.update(skipped=None, error=None)
         rec["tflops"] = flops["total"] / (rec["ms_per_step"] * 1e-3) / 1e12
         rec["mfu"] = rec["tflops"] / matmul["tflops"]
         records.append(rec)
@@ -419,7 +523,13 @@ def format_table(result: dict) -> str:
         f"{result['timing']['timed_steps']} steps after {result['timing']['warmup_steps']} warm-up",
     ]
     rows = [COLUMNS]
+    notes = []
     for r in result["records"]:
+        if r.get("ms_per_step") is None:  # skipped or failed: said so, no numbers
+            word = "skipped" if r.get("skipped") else "failed"
+            rows.append((r["provider"], word) + ("-",) * (len(COLUMNS) - 2))
+            notes.append(f"{r['provider']} {word}: {r.get('skipped') or r.get('error')}")
+            continue
         mem = r["peak_memory_bytes"]
         rows.append((
             r["provider"], f"{r['images_per_s']:.1f}", f"{r['ms_per_step']:.3f}", _fmt(r["vs_eager"], ".3g"),
@@ -428,4 +538,4 @@ def format_table(result: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
-    return "\n".join(head + [""] + lines)
+    return "\n".join(head + [""] + lines + notes)

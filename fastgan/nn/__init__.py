@@ -1,6 +1,11 @@
-"""Fused modules (drop-in subclasses of the torch.nn layers they fuse) and fuse(model)."""
+"""Fused modules (drop-in subclasses of the torch.nn layers they fuse), fuse(model), and
+convert_sync_batchnorm(model) for DDP."""
 
 from .fuse import fuse
-from .modules import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, GANLoss, LinearAct
+from .modules import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, GANLoss, LinearAct
+from .sync import SyncBatchNormAct, convert_sync_batchnorm
 
-__all__ = ["BatchNormAct2d", "Conv2dAct", "ConvTranspose2dAct", "GANLoss", "LinearAct", "fuse"]
+__all__ = [
+    "BatchNormAct1d", "BatchNormAct2d", "Conv2dAct", "ConvTranspose2dAct", "GANLoss", "LinearAct", "SyncBatchNormAct",
+    "convert_sync_batchnorm", "fuse",
+]

@@ -1,5 +1,16 @@
-"""fuse(model): swap the (Conv2d | ConvTranspose2d | Linear) [-> BatchNorm2d] -> activation
-runs inside nn.Sequential containers for fastgan's fused modules.
+"""fuse(model): swap runs of consecutive children of an nn.Sequential for fastgan's
+fused modules. The runs (README, "What fuse() fuses"):
+
+    (Conv2d | ConvTranspose2d) [-> BatchNorm2d] [-> act]
+    Linear [-> BatchNorm1d] [-> act]
+    (BatchNorm1d | BatchNorm2d) -> act
+
+where act is ReLU, LeakyReLU (slope >= 0), Tanh, Sigmoid or SiLU. A layer alone is
+fused only if it has a bias (the bias is the epilogue fused into it); a batch norm
+alone is left as it is. A layer with an argument the fused modules have no form for
+(groups, dilation, a padding_mode other than 'zeros', string padding) is left as it
+is; a batch norm + act after it is a run of its own. Modules outside an nn.Sequential
+are left alone: fuse cannot see the order a custom forward calls them in.
 
 The model is copied, never changed. A run of k modules is replaced in place by the
 fused module(s) followed by nn.Identity padding, so every state_dict key of the
@@ -12,7 +23,7 @@ import copy
 
 from torch import nn
 
-from .modules import BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
+from .modules import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
 
 
 def _activation_of(module: nn.Module):
@@ -54,19 +65,25 @@ def _fused_head(m: nn.Module, act: str, alpha):
         new = LinearAct(m.in_features, m.out_features, m.bias is not None, act=act, alpha=alpha, **like)
     elif type(m) is nn.Conv2d:
         new = Conv2dAct(
-            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None,
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None,
             act=act, alpha=alpha, **like,
         )
     else:
         new = ConvTranspose2dAct(
             m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
-            m.bias is not None, act=act, alpha=alpha, **like,
+            bias=m.bias is not None, act=act, alpha=alpha, **like,
         )
     return _adopt(new, m)
 
 
-def _fused_norm(m: nn.BatchNorm2d, act: str, alpha):
-    new = BatchNormAct2d(
+def _norm_after(head: nn.Module):
+    """The batch norm type that may follow `head` in a fused run."""
+    return nn.BatchNorm1d if type(head) is nn.Linear else nn.BatchNorm2d
+
+
+def _fused_norm(m: nn.Module, act: str, alpha):
+    fused_type = BatchNormAct1d if type(m) is nn.BatchNorm1d else BatchNormAct2d
+    new = fused_type(
         m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, act=act, alpha=alpha,
         device=m.weight.device if m.weight is not None else None,
         dtype=m.weight.dtype if m.weight is not None else None,
@@ -85,30 +102,36 @@ def _adopt(new: nn.Module, old: nn.Module) -> nn.Module:
 
 def _fuse_sequential(seq: nn.Sequential) -> None:
     mods = list(seq._modules.items())
+
+    def at(k):
+        return mods[k][1] if k < len(mods) else None
+
     i = 0
     while i < len(mods):
-        name, head = mods[i]
-        if not _fusable_head(head):
-            i += 1
-            continue
-        has_norm = (
-            type(head) is not nn.Linear
-            and i + 1 < len(mods)
-            and type(mods[i + 1][1]) is nn.BatchNorm2d
-        )
-        j = i + 2 if has_norm else i + 1
-        found = _activation_of(mods[j][1]) if j < len(mods) else None
-        if found is None:
-            i += 1
-            continue
-        act, alpha = found
-        if has_norm:
-            seq._modules[name] = _fused_head(head, "linear", None)
-            seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
+        name, module = mods[i]
+        if _fusable_head(module):
+            has_norm = type(at(i + 1)) is _norm_after(module)
+            j = i + 2 if has_norm else i + 1
+            found = _activation_of(at(j))
+            if not has_norm and found is None and module.bias is None:
+                i += 1  # a lone bias-free layer: no epilogue to fuse
+                continue
+            act, alpha = found or ("linear", None)
+            if has_norm:
+                seq._modules[name] = _fused_head(module, "linear", None)
+                seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
+            else:
+                seq._modules[name] = _fused_head(module, act, alpha)
+            if found is not None:
+                seq._modules[mods[j][0]] = nn.Identity()
+                j += 1
+            i = j
+        elif type(module) in (nn.BatchNorm1d, nn.BatchNorm2d) and _activation_of(at(i + 1)) is not None:
+            seq._modules[name] = _fused_norm(module, *_activation_of(at(i + 1)))
+            seq._modules[mods[i + 1][0]] = nn.Identity()
+            i += 2
         else:
-            seq._modules[name] = _fused_head(head, act, alpha)
-        seq._modules[mods[j][0]] = nn.Identity()
-        i = j + 1
+            i += 1
 
 
 def fuse(model: nn.Module) -> nn.Module:

@@ -42,13 +42,23 @@ def _int_padding(padding):
     return V.pair("padding", padding, minimum=0)
 
 
+def _conv_only_defaults(dilation, groups, padding_mode):
+    """The nn.Conv2d arguments the fused kernels have no form for: accepted at their
+    defaults (so a layer's arguments carry over), refused otherwise, by name."""
+    V.unsupported("dilation", dilation)
+    V.unsupported("groups", groups)
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode={padding_mode!r} is not supported by fastgan (only padding_mode='zeros')")
+
+
 class Conv2dAct(_ActMixin, nn.Conv2d):
     """nn.Conv2d followed by bias + activation (+ gain, clamp), in one fused op."""
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, *,
-        act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True,
+        padding_mode="zeros", *, act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
     ):
+        _conv_only_defaults(dilation, groups, padding_mode)
         self._set_activation(act, alpha, gain, clamp)
         super().__init__(
             in_channels, out_channels, kernel_size, V.pair("stride", stride, minimum=1), _int_padding(padding),
@@ -67,9 +77,11 @@ class ConvTranspose2dAct(_ActMixin, nn.ConvTranspose2d):
     """nn.ConvTranspose2d followed by bias + activation (+ gain, clamp), in one fused op."""
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True, *,
-        act="linear", alpha=None, gain=None, clamp=None, device=None, dtype=None,
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1, bias=True,
+        dilation=1, padding_mode="zeros", *, act="linear", alpha=None, gain=None, clamp=None, device=None,
+        dtype=None,
     ):
+        _conv_only_defaults(dilation, groups, padding_mode)
         self._set_activation(act, alpha, gain, clamp)
         super().__init__(
             in_channels, out_channels, kernel_size, V.pair("stride", stride, minimum=1), _int_padding(padding),
@@ -106,16 +118,10 @@ class LinearAct(_ActMixin, nn.Linear):
         return f"{super().extra_repr()}, {self._act_repr()}"
 
 
-class BatchNormAct2d(_ActMixin, nn.BatchNorm2d):
-    """nn.BatchNorm2d followed by an activation, in one fused op (same running-stat
-    updates, momentum=None cumulative averaging and eval behaviour as nn.BatchNorm2d)."""
-
-    def __init__(
-        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
-        act="linear", alpha=None, device=None, dtype=None,
-    ):
-        self._set_activation(act, alpha, None, None)
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+class _BatchNormActMixin(_ActMixin):
+    """The forward shared by the fused batch norms: nn.BatchNorm's running-stat
+    bookkeeping (num_batches_tracked, momentum=None cumulative averaging, eval
+    behaviour), then one fused op."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
@@ -132,6 +138,30 @@ class BatchNormAct2d(_ActMixin, nn.BatchNorm2d):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._act_repr()}"
+
+
+class BatchNormAct2d(_BatchNormActMixin, nn.BatchNorm2d):
+    """nn.BatchNorm2d followed by an activation, in one fused op (same running-stat
+    updates, momentum=None cumulative averaging and eval behaviour as nn.BatchNorm2d)."""
+
+    def __init__(
+        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+        act="linear", alpha=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, None, None)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+
+class BatchNormAct1d(_BatchNormActMixin, nn.BatchNorm1d):
+    """nn.BatchNorm1d followed by an activation, in one fused op: x [N, C] or [N, C, L],
+    the same running-stat updates and eval behaviour as nn.BatchNorm1d."""
+
+    def __init__(
+        self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+        act="linear", alpha=None, device=None, dtype=None,
+    ):
+        self._set_activation(act, alpha, None, None)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
 
 
 class GANLoss(nn.Module):

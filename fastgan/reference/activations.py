@@ -88,8 +88,12 @@ def derivative(s: torch.Tensor, act: str, alpha: float, gain: float, clamp) -> t
     else:
         a = s / gain
         if act == "relu":
-            d = (s > 0).to(s.dtype)
+            # torch's relu backward zeroes where y <= 0 and passes everything else: 0 at
+            # the kink, 1 where y is NaN (a NaN input; `s > 0` would drop that gradient).
+            d = torch.where(s <= 0, s.new_zeros(()), s.new_ones(()))
         elif act == "lrelu":
+            # torch's leaky_relu backward: 1 where x > 0, alpha elsewhere (the kink and
+            # NaN included). sign(y) == sign(z), so testing y is testing z.
             # Scalars as tensors of s's dtype: a Python-scalar where() rounds alpha to float32.
             d = torch.where(s > 0, s.new_ones(()), s.new_full((), alpha))
         elif act == "tanh":
@@ -100,9 +104,19 @@ def derivative(s: torch.Tensor, act: str, alpha: float, gain: float, clamp) -> t
             raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
     d = d * gain
     if clamp is not None:
-        y = _output_of(s, act, alpha, gain, clamp)
-        d = torch.where(y.abs() < clamp, d, 0.0).to(d.dtype)
+        d = d * clamp_mask(_output_of(s, act, alpha, gain, clamp), clamp)
     return d
+
+
+def clamp_mask(y: torch.Tensor, clamp: float) -> torch.Tensor:
+    """1 where the output y is strictly inside (-clamp, clamp), else 0, in y's dtype.
+
+    Applied by multiplying, as torch's chain rule does, so a NaN derivative (tanh at a
+    NaN input) stays NaN, and a NaN output gets 0 times the act's derivative, as from
+    torch.clamp. On the bound itself the mask is 0: torch.clamp's own backward passes
+    the gradient at exactly +-clamp, but y cannot tell "exactly clamp" from "clamped".
+    """
+    return (y.abs() < clamp).to(y.dtype)
 
 
 def act_grad(
@@ -145,6 +159,5 @@ def act_grad_saved_vjp(
     if act == "silu":
         dd = dd * gain
     if clamp is not None:
-        y = _output_of(s, act, alpha, gain, clamp)
-        dd = torch.where(y.abs() < clamp, dd, 0.0).to(dd.dtype)
+        dd = dd * clamp_mask(_output_of(s, act, alpha, gain, clamp), clamp)
     return grad_of_gz * grad * dd

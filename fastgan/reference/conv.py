@@ -58,6 +58,13 @@ def output_size(in_hw, kernel_hw, stride, padding, output_padding, transposed):
 
 
 def _linear_conv(x, weight, bias, stride, padding, output_padding, transposed):
+    if x.numel() == 0 or weight.numel() == 0:
+        # An empty problem: ATen refuses some of these shapes (a transposed convolution
+        # with no input channels); no product contributes, the result is the bias.
+        c_out = weight.shape[1] if transposed else weight.shape[0]
+        hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
+        z = x.new_zeros((x.shape[0], c_out, hw[0], hw[1]))
+        return z if bias is None else z + bias.view(1, -1, 1, 1)
     if transposed:
         return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
     return F.conv2d(x, weight, bias, stride, padding)
@@ -77,6 +84,12 @@ def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act,
     """dL/dx of conv_fwd, given dL/dy (`grad`) and the saved s. channels_last."""
     gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     w = upcast(weight)
+    if gz.numel() == 0 or w.numel() == 0:
+        # An empty problem (a batch of 0, or no channels on one side): ATen's convolutions
+        # refuse some of these shapes, and the gradient is all zeros (or empty) anyway.
+        c_in = weight.shape[0] if transposed else weight.shape[1]
+        shape = (grad.shape[0], c_in, input_hw[0], input_hw[1])
+        return as_channels_last(gz.new_zeros(shape), grad.dtype)
     if transposed:
         gx = F.conv2d(gz, w, None, stride, padding)
     else:
@@ -91,6 +104,12 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
     """(dL/dw, dL/db) of conv_fwd; dL/db is empty unless need_bias."""
     gz = act_grad(upcast(grad), upcast(s), act, alpha, gain, clamp_as_saved(clamp, act, s.dtype))
     xc = upcast(x)
+    if gz.numel() == 0 or xc.numel() == 0:
+        # An empty problem: no product contributes, the weight gradient is zero.
+        c_x, c_y = x.shape[1], gz.shape[1]
+        shape = (c_x, c_y) if transposed else (c_y, c_x)
+        gb = gz.sum(dim=(0, 2, 3)).to(grad.dtype) if need_bias else empty_like_nothing(grad)
+        return x.new_zeros((*shape, kernel_hw[0], kernel_hw[1])), gb
     # A transposed convolution's weight [C_in, C_out, kh, kw] is, read as a conv2d weight
     # [out, in, kh, kw], the conv2d from its output side back to its input side: the
     # conv2d weight gradient applies with the two tensors' roles swapped.

@@ -5,6 +5,7 @@ the user sets wins over them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ COMMON = dict(
     cond="auto", loss="hinge", batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1,
     r1=0.0, r1_interval=16, ema=0.999, amp="auto", accumulate=1, seed=0, device="auto", threads=None,
     checkpoint_every=500, sample_every=250, log_every=10, g_cond="cbn", g_norm="batch", d_norm="batch",
-    extra_layers=0, channels=3, attributes=None, columns=None,
+    extra_layers=0, channels=3, attributes=None, columns=None, cuda_graph=False,
 )
 PRESETS = {
     "digits": dict(COMMON, size=8, width=64, latent=32, steps=3000, extra_layers=1, d_norm="none"),
@@ -103,13 +104,28 @@ def trainer_settings(opts: dict) -> dict:
         betas=(opts["beta1"], opts["beta2"]), n_critic=opts["n_critic"], r1=opts["r1"], r1_interval=opts["r1_interval"],
         ema=opts["ema"], amp=amp, accumulate=opts["accumulate"], checkpoint_every=opts["checkpoint_every"],
         sample_every=opts["sample_every"], log_every=opts["log_every"], seed=opts["seed"], device=device,
+        cuda_graph=opts.get("cuda_graph", False),
     )
+
+
+def check_cuda_graph(opts: dict) -> None:
+    """--cuda-graph needs CUDA and a single process: refused before any data is read."""
+    if not opts.get("cuda_graph", False):
+        return
+    device = opts["device"]
+    if device == "cpu" or not torch.cuda.is_available():
+        where = "--device cpu" if device == "cpu" else "this machine has no CUDA device"
+        raise ValueError(f"argument --cuda-graph: CUDA graphs need a CUDA device ({where}); leave out --cuda-graph "
+                         f"(or give --no-cuda-graph when resuming)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("argument --cuda-graph: not supported under torchrun (DDP's all-reduce is not captured)")
 
 
 def make_trainer(opts: dict, run_dir: Path, *, progress: bool = True) -> Trainer:
     """Data, models and Trainer for a new run (models initialised from the seed)."""
     if opts["device"] != "auto" and opts["device"].startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"argument --device: {opts['device']!r} was asked for but CUDA is not available")
+    check_cuda_graph(opts)
     data = load_data(opts)
     torch.manual_seed(opts["seed"])
     generator, discriminator = build_models(opts, data)
@@ -121,11 +137,13 @@ def resume_trainer(state: dict, path, run_dir: Path, overrides: dict, *, progres
     """The Trainer of a stored run, its data read again from the stored options."""
     opts = dict(state["config"]["run"]["options"])
     opts.update(overrides)
+    check_cuda_graph(opts)
     data = load_data(opts)
     # What a resumed run may change (the CLI refuses the rest); steps and threads are
     # the caller's business.
     settings = {k: v for k, v in overrides.items() if k in ("device", "checkpoint_every", "sample_every", "log_every")}
     if "device" in settings:
         settings["device"] = None if settings["device"] == "auto" else settings["device"]
+    settings["cuda_graph"] = opts.get("cuda_graph", False)  # the run's choice unless overridden
     run = dict(state["config"]["run"], options=opts)
     return Trainer.from_checkpoint(path, data, run_dir=run_dir, progress=progress, config=run, **settings)

@@ -27,6 +27,7 @@ from ..reference.loss import KINDS
 from . import checkpoint as ckpt
 from . import plots
 from .distributed import all_reduce_sum, barrier, setup
+from .cuda_graph import CapturedStep, cuda_graph_unsupported
 from .ema import EMA
 from .order import BatchOrder
 
@@ -34,6 +35,7 @@ from .order import BatchOrder
 GRID_COLUMNS = 10
 MAX_GRID_ROWS = 16  # image grids: one row per class, at most this many
 MAX_PLOT_GROUPS = 64  # vector plots: one colour per class (the 25 modes of the grid toy)
+GRAPH_WARMUP = 3  # eager runs of each kind of step before its CUDA graph is captured
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,6 +70,10 @@ class Trainer:
         discriminator updates with weight gamma/2 * r1_interval.
     ema: the decay of the generator's moving average (0 or None disables).
     amp: bf16 autocast ('auto': on CUDA only). Adam is fused on CUDA.
+    cuda_graph: capture each step (both updates, the loss, the EMA) in a CUDA graph and
+        replay it (fastgan.train.cuda_graph; CUDA only, not under torchrun). A step with
+        the lazy R1 penalty and one without are two graphs; each is captured after
+        GRAPH_WARMUP eager runs of its kind. Results are those of the eager step.
     run_dir: where checkpoint.pt, metrics.jsonl, samples.png, samples/ and losses.png
         go (process 0 only); None writes nothing.
     config: plain data stored in the checkpoint under config['run'] (what a command
@@ -80,7 +86,7 @@ class Trainer:
         betas=(0.5, 0.999), n_critic: int = 1, r1: float = 0.0, r1_interval: int = 16,
         ema: float | None = 0.999, amp="auto", accumulate: int = 1, checkpoint_every: int = 500,
         sample_every: int = 250, log_every: int = 10, seed: int = 0, device=None, progress: bool = True,
-        config: dict | None = None,
+        config: dict | None = None, cuda_graph: bool = False,
     ):
         if loss not in KINDS:
             raise ValueError(f"loss must be one of {KINDS}, got {loss!r}")
@@ -99,6 +105,7 @@ class Trainer:
             raise ValueError(f"ema must be in [0, 1) (0 disables it), got {ema!r}")
         if not len(data):
             raise ValueError("data is empty")
+        _check("cuda_graph", cuda_graph, isinstance(cuda_graph, bool), "True or False")
 
         self.world, self.device = setup(device)
         per_process, rest = divmod(batch_size, self.world.size)
@@ -109,17 +116,29 @@ class Trainer:
             )
         self.local_batch, self.micro_batch = per_process, per_process // accumulate
         self.amp = self.device.type == "cuda" if amp == "auto" else bool(amp)
+        if cuda_graph:
+            _check_graphable(generator, discriminator)
+            why = cuda_graph_unsupported(self.device)
+            if why is not None:
+                raise ValueError(f"cuda_graph=True: {why}; train with cuda_graph=False on {self.device}")
+            if self.world.distributed:
+                raise ValueError(
+                    "cuda_graph=True is not supported under torchrun: DDP's gradient all-reduce is not captured; "
+                    "train with cuda_graph=False"
+                )
+        self.cuda_graph = cuda_graph
         self.user_config = config or {}
         self.progress = progress
 
         self.G = generator.to(self.device)
         self.D = discriminator.to(self.device)
         self.latent_dim = self.G.latent_dim
-        self.data = data.to(self.device) if hasattr(data, "to") else data
+        self._data_on_device = hasattr(data, "to")
+        self.data = data.to(self.device) if self._data_on_device else data
         self.loss = GANLoss(loss)
-        fused = True if self.device.type == "cuda" else None
-        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=tuple(self.settings["betas"]), fused=fused)
-        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=tuple(self.settings["betas"]), fused=fused)
+        adam = dict(betas=tuple(self.settings["betas"]), **_adam_options(self.device, cuda_graph))
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, **adam)
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, **adam)
         self.ema = EMA(self.G, self.settings["ema"]) if self.settings["ema"] > 0 else None
         if self.world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -138,15 +157,30 @@ class Trainer:
         self._pending: list[torch.Tensor] = []
         self._grid = None
         self._saved = None  # (path, step) of the last checkpoint written or loaded
+        # CUDA graphs: one per R1 pattern, sharing the static inputs and a memory pool.
+        self._graphs: dict[tuple, CapturedStep] = {}
+        self._static: dict[str, torch.Tensor] | None = None
+        self._graph_pool = None
 
     # ------------------------------------------------------------------ the steps
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        # No autocast weight cache under CUDA graphs: its casts would be recorded once
+        # and its entries freed at the end of the region (torch requires it off for
+        # make_graphed_callables for the same reason). The values are the same.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
+                              cache_enabled=False if self.cuda_graph else None)
 
     def _global_noise(self) -> torch.Tensor:
         """This process's share of noise drawn for the whole global batch."""
         z = torch.randn(self.settings["batch_size"], self.latent_dim, generator=self.noise, device=self.device)
         return z[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+
+    def _to_device(self, idx: torch.Tensor) -> torch.Tensor:
+        """Indices for data that lives on the device: through pinned memory without
+        waiting for the GPU (a pageable host-to-device copy synchronizes the stream)."""
+        if self.device.type != "cuda" or not self._data_on_device:
+            return idx
+        return idx.pin_memory().to(self.device, non_blocking=True)
 
     def _micro_batches(self, model):
         """(index, sync context) per micro-batch: DDP all-reduces only on the last."""
@@ -155,19 +189,33 @@ class Trainer:
             sync = i == n - 1 or not self.world.distributed
             yield i, (contextlib.nullcontext() if sync else model.no_sync())
 
-    def _d_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.order.next(self.settings["batch_size"])
-        idx = idx[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
-        z = self._global_noise()
+    def _r1_pattern(self) -> tuple[bool, ...]:
+        """Which of this step's D updates apply the lazy R1 penalty (host-known)."""
+        r1, interval = self.settings["r1"], self.settings["r1_interval"]
+        return tuple(r1 > 0 and (self.d_steps + j) % interval == 0 for j in range(self.settings["n_critic"]))
+
+    def _draw_batches(self) -> tuple[list, list, list, torch.Tensor]:
+        """The host's part of a step: per D update its real batch, conditions and noise,
+        then the G update's noise, in the order the eager Trainer has always drawn them."""
+        reals, conds, zs = [], [], []
+        for _ in range(self.settings["n_critic"]):
+            idx = self.order.next(self.settings["batch_size"])
+            idx = idx[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+            real, c = self.data[self._to_device(idx)]
+            reals.append(real)
+            conds.append(c)
+            zs.append(self._global_noise())
+        return reals, conds, zs, self._global_noise()
+
+    def _d_step(self, real_batch, c_batch, z, lazy_r1: bool) -> tuple[torch.Tensor, torch.Tensor]:
         r1 = self.settings["r1"]
-        lazy_r1 = r1 > 0 and self.d_steps % self.settings["r1_interval"] == 0
         n = self.settings["accumulate"]
         d_total = torch.zeros((), device=self.device)
         r1_total = torch.zeros((), device=self.device)
         self.d_opt.zero_grad(set_to_none=True)
         for i, sync in self._micro_batches(self.D_train):
             part = slice(i * self.micro_batch, (i + 1) * self.micro_batch)
-            real, c = self.data[idx[part]]
+            real, c = real_batch[part], None if c_batch is None else c_batch[part]
             with sync:
                 with self._autocast():
                     with torch.no_grad():
@@ -186,12 +234,9 @@ class Trainer:
                 (total / n).backward()
             d_total += loss.detach() / n
         self.d_opt.step()
-        self.d_steps += 1
-        self._last_idx = idx
         return d_total, r1_total
 
-    def _g_step(self) -> torch.Tensor:
-        z = self._global_noise()
+    def _g_step(self, c_batch, z) -> torch.Tensor:
         n = self.settings["accumulate"]
         g_total = torch.zeros((), device=self.device)
         self.g_opt.zero_grad(set_to_none=True)
@@ -201,7 +246,7 @@ class Trainer:
         try:
             for i, sync in self._micro_batches(self.G_train):
                 part = slice(i * self.micro_batch, (i + 1) * self.micro_batch)
-                _, c = self.data[self._last_idx[part]]
+                c = None if c_batch is None else c_batch[part]
                 with sync:
                     with self._autocast():
                         loss = self.loss.generator(self.D(self.G_train(z[part], c), c)).float()
@@ -214,18 +259,55 @@ class Trainer:
             self.ema.update(self.G)
         return g_total
 
+    def _step_body(self, pattern, reals, conds, z_d, z_g) -> torch.Tensor:
+        """The device's part of a step, the part a CUDA graph captures: n_critic D
+        updates on (reals[j], conds[j], z_d[j]) with lazy R1 where pattern[j], then the
+        G update on z_g and the last batch's conditions. Returns [d_loss (mean over the
+        D updates), g_loss, r1 (max)]. No host sync (tests/test_no_host_sync.py)."""
+        d_losses, r1s = [], []
+        for j, lazy_r1 in enumerate(pattern):
+            d, r = self._d_step(reals[j], None if conds is None else conds[j], z_d[j], lazy_r1)
+            d_losses.append(d)
+            r1s.append(r)
+        g = self._g_step(None if conds is None else conds[-1], z_g)
+        return torch.stack([torch.stack(d_losses).mean(), g, torch.stack(r1s).max()])
+
+    def _graph_step(self, pattern, reals, conds, z_d, z_g) -> torch.Tensor:
+        """The step through the CUDA graph of its R1 pattern (captured on first use,
+        after warm-up): this step's batches go into the static input buffers."""
+        if self._static is None:
+            self._static = {"real": torch.stack(reals), "z_d": torch.stack(z_d), "z_g": z_g.clone()}
+            if conds[0] is not None:
+                self._static["cond"] = torch.stack(conds)
+        else:
+            for j, (real, c, z) in enumerate(zip(reals, conds, z_d)):
+                self._static["real"][j].copy_(real)
+                self._static["z_d"][j].copy_(z)
+                if c is not None:
+                    self._static["cond"][j].copy_(c)
+            self._static["z_g"].copy_(z_g)
+        graph = self._graphs.get(pattern)
+        if graph is None:
+            if self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+
+            def body(real, z_d, z_g, cond=None, pattern=pattern):
+                return self._step_body(pattern, real, cond, z_d, z_g)
+
+            graph = self._graphs[pattern] = CapturedStep(body, self._static, warmup=GRAPH_WARMUP,
+                                                         pool=self._graph_pool, optimizers=(self.d_opt, self.g_opt))
+        return graph().clone()  # the static output is overwritten by the next replay
+
     def train_step(self) -> dict:
         """One step (n_critic D updates and one G update); returns its losses as tensors."""
         self.G.train()
         self.D.train()
-        d_losses, r1s = [], []
-        for _ in range(self.settings["n_critic"]):
-            d, r = self._d_step()
-            d_losses.append(d)
-            r1s.append(r)
-        g = self._g_step()
+        pattern = self._r1_pattern()
+        batches = self._draw_batches()
+        losses = self._graph_step(pattern, *batches) if self.cuda_graph else self._step_body(pattern, *batches)
+        self.d_steps += len(pattern)
         self.step += 1
-        return {"d_loss": torch.stack(d_losses).mean(), "g_loss": g, "r1": torch.stack(r1s).max()}
+        return {"d_loss": losses[0], "g_loss": losses[1], "r1": losses[2]}
 
     # ------------------------------------------------------------------ the loop
     def fit(self, steps: int) -> dict:
@@ -452,8 +534,9 @@ class Trainer:
             if state.get("generator_ema") is None:
                 raise ValueError("the checkpoint has no EMA generator but this Trainer keeps one (ema > 0)")
             self.ema.load_state_dict(state["generator_ema"], state["ema_updates"])
-        self.g_opt.load_state_dict(state["g_optimizer"])
-        self.d_opt.load_state_dict(state["d_optimizer"])
+        _load_optimizer(self.g_opt, state["g_optimizer"])
+        _load_optimizer(self.d_opt, state["d_optimizer"])
+        self._graphs = {}  # they recorded the optimizer state tensors just replaced
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
@@ -492,6 +575,36 @@ class Trainer:
         trainer = cls(build(state["config"]["generator"]), build(state["config"]["discriminator"]), data, **settings)
         trainer.load(path)
         return trainer
+
+
+def _adam_options(device: torch.device, cuda_graph: bool) -> dict:
+    """Fused Adam on CUDA; capturable too under CUDA graphs (its step count stays on the
+    device: the same update, without a host read)."""
+    return dict(fused=True if device.type == "cuda" else None, capturable=cuda_graph)
+
+
+def _check_graphable(*models: nn.Module) -> None:
+    """Refuse, before training, what a captured step would get wrong: a batch norm with
+    momentum=None averages with factor 1/num_batches_tracked, a Python number read from
+    the device each step (a host sync) that a graph would freeze at its capture value."""
+    for model, role in zip(models, ("generator", "discriminator")):
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is None \
+                    and module.track_running_stats:
+                raise ValueError(
+                    f"cuda_graph=True: {role} module {name!r} is a batch norm with momentum=None (cumulative "
+                    f"average, a factor that changes every step and cannot be captured); give it a momentum"
+                )
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load an optimizer's state; how its update runs (fused, foreach, capturable) stays
+    this Trainer's choice, not that of the run that wrote the checkpoint (a run may
+    resume with or without CUDA graphs, or on another device)."""
+    how = ("fused", "foreach", "capturable")
+    groups = [dict(saved_group, **{k: group[k] for k in how if k in group})
+              for saved_group, group in zip(saved["param_groups"], opt.param_groups)]
+    opt.load_state_dict(dict(saved, param_groups=groups + saved["param_groups"][len(groups):]))
 
 
 def _describe_attributes(row: torch.Tensor, names) -> str:
