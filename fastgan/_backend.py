@@ -7,6 +7,7 @@ model traced by torch.compile still follows `set_backend` at run time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 from typing import Iterator
@@ -34,6 +35,9 @@ def _initial() -> str:
 
 
 _current = _initial()
+# True while Triton launches are stubbed out (fastgan.bench.launches with execute=False):
+# nothing is computed, so a dtype the interpreter cannot compute may pass through.
+_launches_stubbed = False
 
 
 def get_backend() -> str:
@@ -64,11 +68,25 @@ def use_backend(name: str) -> Iterator[None]:
         _current = previous
 
 
+@contextlib.contextmanager
+def launches_stubbed() -> Iterator[None]:
+    """While active, backend 'triton' accepts bfloat16 CPU tensors: for code that
+    replaces every Triton launch by a no-op (launch counts, host-overhead timing), where
+    the interpreter's missing bfloat16 math is never reached. Outside it the error stays."""
+    global _launches_stubbed
+    previous, _launches_stubbed = _launches_stubbed, True
+    try:
+        yield
+    finally:
+        _launches_stubbed = previous
+
+
 def interpreter_enabled() -> bool:
     """True when Triton runs kernels through its CPU interpreter."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -97,9 +115,13 @@ def resolve(*tensors: torch.Tensor | None) -> str:
     An empty problem always runs the reference (zero-size results, as in PyTorch):
     kernels never see an empty tensor.
     """
-    on_cuda = any(t is not None and t.is_cuda for t in tensors)
     if _current == "reference" or _empty_problem(tensors):
         return "reference"
+    on_cuda = False
+    for t in tensors:
+        if t is not None and t.is_cuda:
+            on_cuda = True
+            break
     if _current == "auto":
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
@@ -110,13 +132,16 @@ def resolve(*tensors: torch.Tensor | None) -> str:
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
             "'reference'"
         )
-    if not on_cuda and any(t is not None and t.dtype == torch.bfloat16 for t in tensors):
+    if not on_cuda and not _launches_stubbed and any(t is not None and t.dtype == torch.bfloat16 for t in tensors):
         # The interpreter computes bfloat16 as garbage (values near 1e10), never an error.
         raise RuntimeError(
             "backend 'triton' on CPU tensors runs Triton's interpreter, which has no bfloat16 math: "
             "use float32 or float16 on the CPU (bfloat16 kernels run on a GPU), or backend 'reference'"
         )
     return "triton"
+
+
+_modules: dict = {}
 
 
 def implementation(family: str, *tensors: torch.Tensor | None):
@@ -126,6 +151,8 @@ def implementation(family: str, *tensors: torch.Tensor | None):
     functions with the same signatures; the kernels module is imported only when used,
     so that importing fastgan never compiles or imports Triton code.
     """
-    if resolve(*tensors) == "triton":
-        return importlib.import_module(f"fastgan.kernels.{family}")
-    return importlib.import_module(f"fastgan.reference.{family}")
+    package = "kernels" if resolve(*tensors) == "triton" else "reference"
+    module = _modules.get((package, family))
+    if module is None:
+        module = _modules[(package, family)] = importlib.import_module(f"fastgan.{package}.{family}")
+    return module

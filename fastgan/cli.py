@@ -4,6 +4,7 @@
     fastgan train --data DIR ...      your images (optionally with a CSV of attributes)
     fastgan sample --ckpt RUN --cond 3 --n 16 --out threes.png
     fastgan bench                     a DCGAN training step: eager, torch.compile and fastgan side by side
+    fastgan bench --host              host overhead per step (launches stubbed) and launches per step
 
 Each subcommand is one `add_<name>` function that registers its parser and handler in
 COMMANDS; a new subcommand is one more such function. Bad input gives a one-line
@@ -523,9 +524,40 @@ def add_bench(subparsers) -> None:
                    "there; default: 5 on a GPU, 2 on a CPU)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads for PyTorch (default 1 on a CPU)")
     p.add_argument("--json", metavar="PATH", help="also write the result (table, environment, samples) as JSON")
+    p.add_argument("--host", action="store_true",
+                   help="instead: the host overhead of the DCGAN-64 step on this CPU, eager against fastgan with every "
+                   "Triton launch stubbed out (width 1, batch 2, float32; launch configs as on an H100), and the "
+                   "Triton launches of a real-size step (batch 256, bf16). Uses --steps (repeats, default 20) and "
+                   "--json; times one thread's CPU time; sets TRITON_INTERPRET=1")
+
+
+def _run_host_bench(args) -> int:
+    import os
+
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        raise UsageError("fastgan bench: error: argument --host: needs TRITON_INTERPRET=1 set before triton is "
+                         "imported: run `TRITON_INTERPRET=1 fastgan bench --host`")
+    os.environ["TRITON_INTERPRET"] = "1"  # backend 'triton' on CPU tensors (nothing is computed)
+    from .bench import host, measure
+
+    print("fastgan bench: timing the host work of a DCGAN-64 step, eager and fastgan interleaved", file=sys.stderr,
+          flush=True)
+    record = host.run(repeats=args.steps or 20)
+    print(host.format_report(record))
+    if args.json is not None:
+        measure.write_json(args.json, record)
+        print(f"fastgan bench: wrote {args.json}", file=sys.stderr)
+    return 0
 
 
 def run_bench(args) -> int:
+    if args.json is not None:
+        path = Path(args.json)
+        if path.suffix != ".json" or path.is_dir():
+            raise UsageError(f"fastgan bench: error: argument --json: must be a .json file path, got {args.json!r}")
+    if args.host:
+        return _run_host_bench(args)
+
     import torch
 
     from .bench import dcgan, measure
@@ -536,10 +568,6 @@ def run_bench(args) -> int:
     gpu = device.startswith("cuda")
     if gpu and not torch.cuda.is_available():
         raise UsageError(f"fastgan bench: error: argument --device: {device!r} but CUDA is not available")
-    if args.json is not None:
-        path = Path(args.json)
-        if path.suffix != ".json" or path.is_dir():
-            raise UsageError(f"fastgan bench: error: argument --json: must be a .json file path, got {args.json!r}")
     _set_threads({"threads": args.threads, "device": device})
     dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(args.dtype, args.dtype) or ("bfloat16" if gpu else "float32")
     size = args.image_size or (64 if gpu else 32)

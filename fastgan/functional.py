@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from . import _backend
 from . import _validate as V
 from . import ops as _ops  # noqa: F401  (registers the custom ops)
+from .ops import aten as _aten
+from .ops import batch_norm as _bn_ops
+from .ops import conv as _conv_ops
+from .ops import linear as _linear_ops
+from .ops import loss as _loss_ops
 from .reference.conv import output_size
 from .reference.loss import KINDS, REDUCTIONS
 
@@ -26,6 +32,151 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
 ]
+
+
+# ------------------------------------------------------------------ dispatch
+# Arguments are checked here, once; below this module nothing checks them again on the
+# eager paths (the kernel launchers check a call signature the first time they see it).
+# Three paths run an op:
+#   traced     inside torch.compile / torch.export, or on tensor subclasses (fake
+#              tensors, say): the torch.library custom ops, which those trace;
+#   reference  backend 'reference' in eager mode: ATen's own ops and autograd
+#              (fastgan.ops.aten), as cheap as the plain PyTorch model;
+#   triton     backend 'triton' in eager mode: the ops' autograd Functions, which call
+#              the kernel launchers directly (fastgan.ops._eager).
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+def _path(*tensors) -> str:
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return "traced"
+    for t in tensors:
+        if t is not None and type(t) not in _PLAIN_TENSORS:
+            return "traced"
+    return _backend.resolve(*tensors)
+
+
+def _conv(x, weight, bias, stride, padding, output_padding, transposed, activation):
+    x, weight, bias = V.autocast(x, weight, bias)
+    path = _path(x, weight, bias)
+    if path == "reference":
+        return _aten.conv_bias_act(x, weight, bias, stride, padding, output_padding, transposed, *activation)
+    op = torch.ops.fastgan.conv_bias_act if path == "traced" else _conv_ops.ConvBiasAct.apply
+    return op(x, weight, bias, stride, padding, output_padding, transposed, *activation)[0]
+
+
+def _linear(x, weight, bias, activation):
+    x, weight, bias = V.autocast(x, weight, bias)
+    path = _path(x, weight, bias)
+    lead = x.shape[:-1]
+    x2 = x.reshape(lead.numel(), x.shape[-1])
+    if path == "reference":
+        y = _aten.linear_bias_act(x2, weight, bias, *activation)
+    else:
+        op = torch.ops.fastgan.linear_bias_act if path == "traced" else _linear_ops.LinearBiasAct.apply
+        y = op(x2, weight, bias, *activation)[0]
+    return y.reshape(*lead, weight.shape[0])
+
+
+def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha, count):
+    # The ops work on [N, C, H, W]: [N, C] and [N, C, L] are views of that shape.
+    x4 = x.reshape(*x.shape, *([1] * (4 - x.dim())))
+    path = _path(x, running_mean, running_var, weight, bias)
+    if path == "reference":  # ATen updates the running statistics itself
+        y = _aten.batch_norm_act(x4, weight, bias, running_mean, running_var, training, momentum, eps, act, alpha)
+        return y.reshape(x.shape)
+    op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
+    y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
+    if training and running_mean is not None and count > 0:
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    return y.reshape(x.shape)
+
+
+def _traced(*tensors) -> bool:
+    return _path(*tensors) == "traced"
+
+
+# Call signatures (shapes, dtypes, devices, checked arguments) that passed the checks,
+# for the modules of fastgan.nn: a module's own arguments were checked when it was
+# built, so a call like one already checked skips straight to dispatch.
+_checked: set = set()
+_MAX_CHECKED = 4096
+
+
+def _seen(key) -> bool:
+    """True if a call with this signature passed the checks. Symbolic sizes (traced
+    graphs) are unhashable: those calls always take the public function's checks."""
+    try:
+        return key in _checked
+    except TypeError:
+        return False
+
+
+def _remember(key) -> None:
+    if len(_checked) >= _MAX_CHECKED:
+        _checked.clear()
+    try:
+        _checked.add(key)
+    except TypeError:
+        pass
+
+
+def _signature(*tensors) -> tuple:
+    return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
+
+
+def conv_for_module(x, weight, bias, stride, padding, output_padding, transposed, activation):
+    """conv2d_bias_act / conv_transpose2d_bias_act for a fused module whose stride,
+    padding, output_padding (tuples) and activation (V.activation's tuple) are checked."""
+    try:
+        key = ("conv", _signature(x, weight, bias), stride, padding, output_padding, transposed, activation,
+               torch.is_autocast_enabled(x.device.type))
+    except AttributeError:  # not a tensor: the public function says so
+        key = None
+    if key is None or not _seen(key):
+        act, alpha, gain, clamp = activation
+        if transposed:
+            y = conv_transpose2d_bias_act(x, weight, bias, stride=stride, padding=padding,
+                                          output_padding=output_padding, act=act, alpha=alpha, gain=gain, clamp=clamp)
+        else:
+            y = conv2d_bias_act(x, weight, bias, stride=stride, padding=padding, act=act, alpha=alpha, gain=gain,
+                                clamp=clamp)
+        _remember(key)
+        return y
+    return _conv(x, weight, bias, list(stride), list(padding), list(output_padding), transposed, activation)
+
+
+def linear_for_module(x, weight, bias, activation):
+    """linear_bias_act for a fused module whose activation tuple is checked."""
+    try:
+        key = ("linear", _signature(x, weight, bias), activation, torch.is_autocast_enabled(x.device.type))
+    except AttributeError:
+        key = None
+    if key is None or not _seen(key):
+        act, alpha, gain, clamp = activation
+        y = linear_bias_act(x, weight, bias, act=act, alpha=alpha, gain=gain, clamp=clamp)
+        _remember(key)
+        return y
+    return _linear(x, weight, bias, activation)
+
+
+def batch_norm_for_module(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha):
+    """batch_norm_act for a fused module (act, alpha checked; momentum, eps floats)."""
+    try:
+        key = ("bn", _signature(x, running_mean, running_var, weight, bias), training, type(momentum), momentum,
+               type(eps), eps, act, alpha)
+    except AttributeError:
+        key = None
+    if key is None or not _seen(key):
+        y = batch_norm_act(x, running_mean, running_var, weight, bias, training=training, momentum=momentum,
+                           eps=eps, act=act, alpha=alpha)
+        _remember(key)
+        return y
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha,
+                       x.numel() // x.shape[1])
 
 
 def _conv_args(x, weight, bias, stride, padding, dilation, groups, act, alpha, gain, clamp):
@@ -77,9 +228,7 @@ def conv2d_bias_act(
         raise ValueError(f"x has 0 channels (shape {tuple(x.shape)}): fastgan's conv2d needs at least 1")
     out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, [0, 0], transposed=False)
     _check_output(out_hw, x, weight.shape[2:], "convolution")
-    x, weight, bias = V.autocast(x, weight, bias)
-    y, _ = torch.ops.fastgan.conv_bias_act(x, weight, bias, stride, padding, [0, 0], False, *activation)
-    return y
+    return _conv(x, weight, bias, stride, padding, [0, 0], False, activation)
 
 
 def conv_transpose2d_bias_act(
@@ -119,9 +268,7 @@ def conv_transpose2d_bias_act(
         )
     out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed=True)
     _check_output(out_hw, x, weight.shape[2:], "transposed convolution")
-    x, weight, bias = V.autocast(x, weight, bias)
-    y, _ = torch.ops.fastgan.conv_bias_act(x, weight, bias, stride, padding, output_padding, True, *activation)
-    return y
+    return _conv(x, weight, bias, stride, padding, output_padding, True, activation)
 
 
 def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None, clamp=None):
@@ -140,11 +287,7 @@ def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None
         )
     if bias is not None and bias.shape[0] != weight.shape[0]:
         raise ValueError(f"bias must have {weight.shape[0]} elements (out_features), got {bias.shape[0]}")
-    activation = V.activation(act, alpha, gain, clamp)
-    x, weight, bias = V.autocast(x, weight, bias)
-    lead = x.shape[:-1]
-    y, _ = torch.ops.fastgan.linear_bias_act(x.reshape(lead.numel(), x.shape[-1]), weight, bias, *activation)
-    return y.reshape(*lead, weight.shape[0])
+    return _linear(x, weight, bias, V.activation(act, alpha, gain, clamp))
 
 
 def batch_norm_act(
@@ -182,17 +325,7 @@ def batch_norm_act(
         raise ValueError(
             f"x has 1 value per channel (shape {tuple(x.shape)}): batch norm needs more than 1 when training"
         )
-    # The op works on [N, C, H, W]: [N, C] and [N, C, L] are views of that shape.
-    x4 = x.reshape(*x.shape, *([1] * (4 - x.dim())))
-    y, _, mean, var = torch.ops.fastgan.batch_norm_act(
-        x4, weight, bias, running_mean, running_var, training, eps, act, alpha
-    )
-    if training and running_mean is not None and count > 0:
-        with torch.no_grad():
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-            unbiased = var * (count / (count - 1))
-            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-    return y.reshape(x.shape)
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha, count)
 
 
 def _logits(name, t):
@@ -221,7 +354,8 @@ def discriminator_loss(real_logits, fake_logits, kind="nonsaturating", *, real_l
     real_label = V.finite_number("real_label", real_label)
     if kind in ("hinge", "wasserstein") and real_label != 1.0:
         raise ValueError(f"real_label must be 1.0 for kind={kind!r} (label smoothing needs a target), got {real_label}")
-    out_real, out_fake, _, _ = torch.ops.fastgan.discriminator_loss(real_logits, fake_logits, kind, real_label, reduction)
+    op = torch.ops.fastgan.discriminator_loss if _traced(real_logits, fake_logits) else _loss_ops.DiscriminatorLoss.apply
+    out_real, out_fake, _, _ = op(real_logits, fake_logits, kind, real_label, reduction)
     return (out_real, out_fake) if reduction == "none" else out_real + out_fake
 
 
@@ -229,5 +363,6 @@ def generator_loss(fake_logits, kind="nonsaturating", *, reduction="mean"):
     """Generator loss: mean of the G terms (see fastgan.reference.loss)."""
     _logits("fake_logits", fake_logits)
     _loss_args(kind, reduction)
-    out, _ = torch.ops.fastgan.generator_loss(fake_logits, kind, reduction)
+    op = torch.ops.fastgan.generator_loss if _traced(fake_logits) else _loss_ops.GeneratorLoss.apply
+    out, _ = op(fake_logits, kind, reduction)
     return out

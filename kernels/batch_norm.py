@@ -47,6 +47,7 @@ import triton.language as tl
 from . import activation as KA
 from ._arrival import arrived_last, release_counter, tile_counters
 from ._common import LaunchConfigs, accumulator_dtype, new_output, new_output_like, split_float32
+from ._plans import cdiv
 
 ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -451,7 +452,8 @@ def _bn_grad_input_kernel(
 
 
 def _next_pow2(n: int) -> int:
-    return triton.next_power_of_2(max(int(n), 1))
+    # Plain ints: triton's host helpers are constexpr functions, slow per call.
+    return 1 << (max(int(n), 1) - 1).bit_length()
 
 
 class _Plan:
@@ -490,18 +492,18 @@ class _Plan:
             self.block_c = min(_next_pow2(c), max_block_c)
             self.block_r = min(max(cfg.tile // self.block_c, 1), _next_pow2(self.M))
             self.hw_blocks = 1
-            self.num_tiles = triton.cdiv(self.M, self.block_r)
+            self.num_tiles = cdiv(self.M, self.block_r)
         else:
             self.block_r = min(_next_pow2(hw), cfg.max_block_r)
             self.block_c = min(_next_pow2(c), max(cfg.tile // self.block_r, 1))
-            self.hw_blocks = triton.cdiv(hw, self.block_r)
+            self.hw_blocks = cdiv(hw, self.block_r)
             self.num_tiles = self.N * self.hw_blocks
-        self.channel_blocks = triton.cdiv(c, self.block_c)
+        self.channel_blocks = cdiv(c, self.block_c)
         # Split path: enough row programs to fill `target_programs`, each with an equal
         # run of consecutive tiles.
         rows = max(1, min(self.num_tiles, cfg.target_programs // max(self.channel_blocks, 1)))
-        self.tiles_per_program = max(triton.cdiv(self.num_tiles, rows), 1)  # x may be empty
-        self.row_programs = triton.cdiv(self.num_tiles, self.tiles_per_program)
+        self.tiles_per_program = max(cdiv(self.num_tiles, rows), 1)  # x may be empty
+        self.row_programs = cdiv(self.num_tiles, self.tiles_per_program)
         self.fused = self.row_programs == 1 or self.num_tiles <= cfg.fused_max_tiles
 
     def geometry(self):

@@ -49,11 +49,12 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgan.reference.activations import needs_preactivation
+from fastgan.reference.activations import needs_preactivation, needs_saved
 from fastgan.reference.conv import output_size
 
-from . import _tiles
+from . import _plans, _tiles
 from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
+from ._plans import cdiv
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -362,45 +363,56 @@ def _weight_for_loads(weight: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale):
+def _plan_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale):
     """A transposed convolution of a 1 x 1 input without padding (a generator's latent
     projection; the input gradient of a conv whose output is 1 x 1) is a plain GEMM:
     out[n, (r, s, co)] = sum_c a[n, c] W[c, co, r, s]. Run as such it skips the taps
     that the phase kernel would multiply with padding (15 of 16 for a 4 x 4 kernel).
     With the weight channels_last (one weight-sized copy unless it already is), the
     (r, s, co) of a [C_A, C_Y, kh, kw] weight are contiguous, as are the (oh, ow, co)
-    of the channels_last output: both are 2-D matrices for the GEMM kernel."""
+    of the channels_last output: both are 2-D matrices for the GEMM kernel.
+    Returns the launch, a function of (a, s, weight, bias, out, z)."""
     from . import linear as KL
 
     nb, c_a = a.shape[:2]
     c_y, kh, kw = out.shape[1], out.shape[2], out.shape[3]
     n = kh * kw * c_y
-    w_mat = weight.contiguous(memory_format=torch.channels_last)
-    w_mat = w_mat.as_strided((c_a, n), (w_mat.stride(0), 1))
-    y_mat = out.as_strided((nb, n), (out.stride(0), 1))
-    z_mat = None if z is None else z.as_strided((nb, n), (z.stride(0), 1))
-    bias_cols = None if bias is None else bias.repeat(kh * kw)  # bias of column (r, s, co)
+    w_stride = weight.contiguous(memory_format=torch.channels_last).stride(0)
+    y_stride, z_stride = out.stride(0), None if z is None else z.stride(0)
     tile = _tiles.pick("gemm", a.device, a.dtype, nb, n, c_a)
-    KL._launch(a, s, w_mat, bias_cols, y_mat, z_mat, None, nb, n, c_a, (a.stride(0), a.stride(1)),
-               (s.stride(0), s.stride(1)) if s is not None else (0, 0), w_mat.stride(), y_mat.stride(),
-               act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+    args = KL._gemm_args(s, weight, bias, z, None, nb, n, c_a, (a.stride(0), a.stride(1)),
+                         (s.stride(0), s.stride(1)) if s is not None else (0, 0), (w_stride, 1), (y_stride, 1),
+                         act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+
+    def launch(a, s, weight, bias, out, z):
+        w_mat = weight.contiguous(memory_format=torch.channels_last).as_strided((c_a, n), (w_stride, 1))
+        y_mat = out.as_strided((nb, n), (y_stride, 1))
+        z_mat = None if z is None else z.as_strided((nb, n), (z_stride, 1))
+        bias_cols = None if bias is None else bias.repeat(kh * kw)  # bias of column (r, s, co)
+        KL._launch_gemm(args, a, s, w_mat, bias_cols, y_mat, z_mat, None)
+
+    return launch
 
 
-def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
-                   act, alpha, gain, clamp, prologue, epilogue, out_scale):
+def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
+                 act, alpha, gain, clamp, prologue, epilogue, out_scale):
+    """The launch of the gather kernel (or of the single-pixel GEMM) for these
+    arguments, as a function of the tensors (a, s, weight, bias, out, z): tile, grid
+    and every scalar argument are worked out here, once per call signature."""
     nb, c_a, h, w = a.shape
     c_y, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = weight.shape[2], weight.shape[3]
     if kernel_transposed and (h, w) == (1, 1) and list(padding) == [0, 0] and (oh, ow) == (kh, kw):
-        return _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale)
+        return _plan_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale)
     sh, sw = stride
     ph, pw = padding
-    weight = _weight_for_loads(weight)
+    loaded = _weight_for_loads(weight)
+    repack = loaded is not weight
     # Kernel-transposed: weight [C_A, C_Y, kh, kw]; conv: weight [C_Y, C_A, kh, kw].
     k_dim, n_dim = (0, 1) if kernel_transposed else (1, 0)
     if kernel_transposed:
-        qh, qw, phases = triton.cdiv(oh, sh), triton.cdiv(ow, sw), sh * sw
-        taps = triton.cdiv(kh, sh) * triton.cdiv(kw, sw)
+        qh, qw, phases = cdiv(oh, sh), cdiv(ow, sw), sh * sw
+        taps = cdiv(kh, sh) * cdiv(kw, sw)
     else:
         qh, qw, phases, taps = oh, ow, 1, kh * kw
     rows = nb * qh * qw
@@ -408,15 +420,16 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
     tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
     flat_k = c_a < tile.BLOCK_K
     s_ = s if s is not None else a
-    grid = (triton.cdiv(rows, tile.BLOCK_M) * triton.cdiv(c_y, tile.BLOCK_N), phases)
-    _conv_gather_kernel[grid](
-        a, s_, weight, bias if bias is not None else out, out, z if z is not None else out,
+    grid = (cdiv(rows, tile.BLOCK_M) * cdiv(c_y, tile.BLOCK_N), phases)
+    scalars = (
         nb, c_a, h, w, c_y, oh, ow, qh, qw,
         kh, kw, sh, sw, ph, pw,
         *a.stride(), *s_.stride(),
-        weight.stride(k_dim), weight.stride(n_dim), weight.stride(2), weight.stride(3),
+        loaded.stride(k_dim), loaded.stride(n_dim), loaded.stride(2), loaded.stride(3),
         *out.stride(), bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
+    )
+    constexprs = dict(
         TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
@@ -425,11 +438,19 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
         **tile.launch_options(),
     )
 
+    def launch(a, s, weight, bias, out, z):
+        if repack:
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        _conv_gather_kernel[grid](
+            a, s if s is not None else a, weight, bias if bias is not None else out, out,
+            z if z is not None else out, *scalars, **constexprs,
+        )
 
-def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
-    """(y, z): y = clamp(act(conv(x, w) + b) * gain) channels_last; z the pre-activation
-    for silu (channels_last), else an empty tensor. conv is conv_transpose2d when
-    `transposed` (weight [C_in, C_out, kh, kw]), conv2d otherwise ([C_out, C_in, kh, kw])."""
+    return launch
+
+
+def _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
+    """Checks and launch of conv_fwd: (y shape, store z, launch)."""
     op = "conv_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_4d(op, x=x, weight=weight)
@@ -444,16 +465,31 @@ def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, 
     oh, ow = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
     if oh < 1 or ow < 1:
         raise ValueError(f"{op}: the output would be {oh} x {ow}")
-    y = new_output((x.shape[0], c_out, oh, ow), x.dtype, x.device, torch.channels_last)
-    z = new_output(y.shape, x.dtype, x.device, torch.channels_last) if needs_preactivation(act) else None
-    _launch_gather(x, None, weight, bias, y, z, transposed, stride, padding,
-                   act, alpha, gain, clamp, prologue=False, epilogue=True, out_scale=1.0)
+    shape = (x.shape[0], c_out, oh, ow)
+    y = torch.empty(shape, dtype=x.dtype, device="meta", memory_format=torch.channels_last)
+    store_z = needs_preactivation(act)
+    launch = _plan_gather(x, None, weight, bias, y, y if store_z else None, transposed, stride, padding,
+                          act, alpha, gain, clamp, prologue=False, epilogue=True, out_scale=1.0)
+    return shape, store_z, launch
+
+
+def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
+    """(y, z): y = clamp(act(conv(x, w) + b) * gain) channels_last; z the pre-activation
+    for silu (channels_last), else an empty tensor. conv is conv_transpose2d when
+    `transposed` (weight [C_in, C_out, kh, kw]), conv2d otherwise ([C_out, C_in, kh, kw])."""
+    key = ("conv_fwd", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride), tuple(padding),
+           tuple(output_padding), transposed, act, alpha, gain, clamp)
+    plan = _plans.get(key) or _plans.put(
+        key, _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp))
+    shape, store_z, launch = plan
+    y = new_output(shape, x.dtype, x.device, torch.channels_last)
+    z = new_output(shape, x.dtype, x.device, torch.channels_last) if store_z else None
+    launch(x, None, weight, bias, y, z)
     return y, (z if z is not None else x.new_empty(0))
 
 
-def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
-    """dL/dx of conv_fwd (channels_last), given dL/dy and the saved s: the transposed
-    operation (conv2d <-> conv_transpose2d) of dL/dz = dL/dy * act'(s), same weight."""
+def _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
+    """Checks and launch of conv_grad_input: (gx shape, uses s, launch)."""
     op = "conv_grad_input"
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
@@ -470,48 +506,71 @@ def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act,
     if any(e < 0 or e >= (stride[d] if transposed else 1) for d, e in enumerate(slack)):
         raise ValueError(f"{op}: grad is {tuple(grad.shape[2:])}, which a {h} x {w} input with this "
                          f"geometry does not produce (expected {tuple(expect)})")
-    gx = new_output((grad.shape[0], c_in, h, w), grad.dtype, grad.device, torch.channels_last)
+    shape = (grad.shape[0], c_in, h, w)
+    gx = torch.empty(shape, dtype=grad.dtype, device="meta", memory_format=torch.channels_last)
     prologue = s is not None
-    _launch_gather(grad, s, weight, None, gx, None, not transposed, stride, padding,
-                   act, alpha, gain, clamp, prologue=prologue, epilogue=False,
-                   out_scale=1.0 if prologue else gain)
+    launch = _plan_gather(grad, s, weight, None, gx, None, not transposed, stride, padding,
+                          act, alpha, gain, clamp, prologue=prologue, epilogue=False,
+                          out_scale=1.0 if prologue else gain)
+    return shape, prologue, launch
+
+
+def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
+    """dL/dx of conv_fwd (channels_last), given dL/dy and the saved s: the transposed
+    operation (conv2d <-> conv_transpose2d) of dL/dz = dL/dy * act'(s), same weight."""
+    key = ("conv_grad_input", _plans.meta(grad), _plans.meta(s), _plans.meta(weight), tuple(input_hw),
+           tuple(stride), tuple(padding), transposed, act, alpha, gain, clamp)
+    plan = _plans.get(key) or _plans.put(
+        key, _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp))
+    shape, prologue, launch = plan
+    gx = new_output(shape, grad.dtype, grad.device, torch.channels_last)
+    launch(grad, s if prologue else None, weight, None, gx, None)
     return gx
+
+
+def _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha, gain, clamp):
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, x=x)
+    _check_4d(op, grad=grad, s=s, x=x)
+    check_act(op, act, alpha, gain, clamp)
+    _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0), _pair(op, "kernel_hw", kernel_hw, 1)
+    if grad.shape[0] != x.shape[0]:
+        raise ValueError(f"{op}: grad has batch {grad.shape[0]}, x has {x.shape[0]}")
+    return True
 
 
 def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
     """(dL/dw, dL/db) of conv_fwd: dL/dw contiguous in the weight's layout, dL/db 1-D
     (an empty tensor unless need_bias), both from one pass over dL/dy."""
     op = "conv_grad_weight"
-    s = saved_or_none(op, s, grad, act, clamp)
-    check_tensors(op, grad=grad, s=s, x=x)
-    _check_4d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
-    stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
-    kh, kw = _pair(op, "kernel_hw", kernel_hw, 1)
-    if grad.shape[0] != x.shape[0]:
-        raise ValueError(f"{op}: grad has batch {grad.shape[0]}, x has {x.shape[0]}")
+    key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(x), tuple(kernel_hw), tuple(stride), tuple(padding),
+           act, alpha, gain, clamp)
+    _plans.get(key) or _plans.put(key, _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha,
+                                                          gain, clamp))
+    s = s if needs_saved(act, clamp) else None
+    kh, kw = kernel_hw
     nb, c_g, oh, ow = grad.shape
     c_x, h, w = x.shape[1], x.shape[2], x.shape[3]
     sh, sw = stride
     gw = new_output((c_x, c_g, kh, kw) if transposed else (c_g, c_x, kh, kw), x.dtype, x.device)
     gb = new_output((c_g,), grad.dtype, grad.device) if need_bias else None
     if transposed:
-        qh, qw, phases = triton.cdiv(oh, sh), triton.cdiv(ow, sw), sh * sw
-        tmax_h, tmax_w = triton.cdiv(kh, sh), triton.cdiv(kw, sw)
+        qh, qw, phases = cdiv(oh, sh), cdiv(ow, sw), sh * sw
+        tmax_h, tmax_w = cdiv(kh, sh), cdiv(kw, sw)
     else:
         qh, qw, phases, tmax_h, tmax_w = oh, ow, 1, kh, kw
     positions = nb * qh * qw
     tile = _tiles.pick("conv_wgrad", x.device, x.dtype, c_g, tmax_h * tmax_w * c_x, positions)
     flat_n = c_x < tile.BLOCK_N
     if flat_n:
-        col_tiles, tap_groups = triton.cdiv(tmax_h * tmax_w * c_x, tile.BLOCK_N), 1
+        col_tiles, tap_groups = cdiv(tmax_h * tmax_w * c_x, tile.BLOCK_N), 1
     else:
-        col_tiles, tap_groups = triton.cdiv(c_x, tile.BLOCK_N), tmax_h * tmax_w
-    row_tiles = triton.cdiv(c_g, tile.BLOCK_M)
-    k_iters = triton.cdiv(positions, tile.BLOCK_K)
+        col_tiles, tap_groups = cdiv(c_x, tile.BLOCK_N), tmax_h * tmax_w
+    row_tiles = cdiv(c_g, tile.BLOCK_M)
+    k_iters = cdiv(positions, tile.BLOCK_K)
     split = _tiles.split_count(tile, x.device, row_tiles * col_tiles * tap_groups * phases, k_iters)
-    iters_per_split = triton.cdiv(k_iters, split)
-    split = triton.cdiv(k_iters, iters_per_split)  # no empty slice
+    iters_per_split = cdiv(k_iters, split)
+    split = cdiv(k_iters, iters_per_split)  # no empty slice
     # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
     ws = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
     # gw's strides in the kernel's (dZ channel, X channel, r, s) order.

@@ -21,10 +21,11 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from fastgan.reference.activations import needs_preactivation
+from fastgan.reference.activations import needs_preactivation, needs_saved
 
-from . import _tiles
+from . import _plans, _tiles
 from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
+from ._plans import cdiv
 from ._common import new_output
 from ._gemm import (
     acc_type,
@@ -117,21 +118,19 @@ def _check_2d(op, **tensors):
             raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(t.shape)}")
 
 
-def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
-            act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
-            split_stride=0, tile=None, split_out=None, rowsum_out=None):
-    """split > 1: c and rowsum are partial slots, reduced in the launch into split_out
-    and rowsum_out."""
-    grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(n, tile.BLOCK_N), split)
-    counters = tile_counters(grid[0], c.device) if split > 1 else c
-    _gemm_kernel[grid](
-        a, s if s is not None else a, b, bias if bias is not None else c, c, z if z is not None else c,
-        rowsum if rowsum is not None else c, split_out if split > 1 else c,
-        rowsum_out if rowsum_out is not None else c, counters,
+def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
+               act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
+               split_stride=0, tile=None):
+    """(grid, scalar arguments, constexpr arguments) of a _gemm_kernel launch: all but
+    the tensors, which _launch_gemm passes in the kernel's order."""
+    grid = (cdiv(m, tile.BLOCK_M) * cdiv(n, tile.BLOCK_N), split)
+    scalars = (
         m, n, k, *strides_a, *strides_s, *strides_b, *strides_c, split_stride,
         bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
-        iters_per_split if iters_per_split is not None else triton.cdiv(k, tile.BLOCK_K),
+        iters_per_split if iters_per_split is not None else cdiv(k, tile.BLOCK_K),
+    )
+    constexprs = dict(
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
         ROW_SUM=rowsum is not None, SPLIT_SUM=split > 1,
@@ -139,11 +138,31 @@ def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
+    return grid, scalars, constexprs
 
 
-def linear_fwd(x, weight, bias, act, alpha, gain, clamp):
-    """(y, z) for x [M, K], weight [N, K]: y = clamp(act(x @ w^T + b) * gain); z the
-    pre-activation for silu, else an empty tensor."""
+def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=None):
+    """Launch with the tensors. split > 1: c and rowsum are partial slots, reduced in the
+    launch into split_out and rowsum_out (counters: kernels/_arrival.py)."""
+    grid, scalars, constexprs = args
+    split = grid[1]
+    counters = tile_counters(grid[0], c.device) if split > 1 else c
+    _gemm_kernel[grid](a, s if s is not None else a, b, bias if bias is not None else c, c,
+                       z if z is not None else c, rowsum if rowsum is not None else c,
+                       split_out if split > 1 else c, rowsum_out if rowsum_out is not None else c, counters,
+                       *scalars, **constexprs)
+
+
+def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
+            act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
+            split_stride=0, tile=None, split_out=None, rowsum_out=None):
+    args = _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c, act, alpha, gain,
+                      clamp, prologue, epilogue, out_scale, split, iters_per_split, split_stride, tile)
+    _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out, rowsum_out)
+
+
+def _plan_fwd(x, weight, bias, act, alpha, gain, clamp):
+    """Checks and launch arguments of linear_fwd: ((m, n), store z, gemm arguments)."""
     op = "linear_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_2d(op, x=x, weight=weight)
@@ -153,17 +172,28 @@ def linear_fwd(x, weight, bias, act, alpha, gain, clamp):
     check_shape(op, "weight", weight, (n, kk))
     if bias is not None:
         check_shape(op, "bias", bias, (n,))
-    y = new_output((m, n), x.dtype, x.device)
-    z = new_output((m, n), x.dtype, x.device) if needs_preactivation(act) else None
+    store_z = needs_preactivation(act)
     tile = _tiles.pick("gemm", x.device, x.dtype, m, n, kk)
-    _launch(x, None, weight, bias, y, z, None, m, n, kk, x.stride(), (0, 0),
-            (weight.stride(1), weight.stride(0)), y.stride(), act, alpha, gain, clamp,
-            prologue=False, epilogue=True, out_scale=1.0, tile=tile)
+    args = _gemm_args(None, weight, bias, x if store_z else None, None, m, n, kk, x.stride(), (0, 0),
+                      (weight.stride(1), weight.stride(0)), (n, 1), act, alpha, gain, clamp,
+                      prologue=False, epilogue=True, out_scale=1.0, tile=tile)
+    return (m, n), store_z, args
+
+
+def linear_fwd(x, weight, bias, act, alpha, gain, clamp):
+    """(y, z) for x [M, K], weight [N, K]: y = clamp(act(x @ w^T + b) * gain); z the
+    pre-activation for silu, else an empty tensor."""
+    key = ("linear_fwd", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), act, alpha, gain, clamp)
+    plan = _plans.get(key) or _plans.put(key, _plan_fwd(x, weight, bias, act, alpha, gain, clamp))
+    shape, store_z, args = plan
+    y = new_output(shape, x.dtype, x.device)
+    z = new_output(shape, x.dtype, x.device) if store_z else None
+    _launch_gemm(args, x, None, weight, bias, y, z, None)
     return y, (z if z is not None else x.new_empty(0))
 
 
-def linear_grad_input(grad, s, weight, act, alpha, gain, clamp):
-    """dL/dx = (dL/dy * act'(s)) @ w, [M, K]."""
+def _plan_grad_input(grad, s, weight, act, alpha, gain, clamp):
+    """Checks and launch arguments of linear_grad_input: ((m, k), uses s, arguments)."""
     op = "linear_grad_input"
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
@@ -173,34 +203,50 @@ def linear_grad_input(grad, s, weight, act, alpha, gain, clamp):
     if weight.shape[0] != n:
         raise ValueError(f"{op}: grad has {n} columns, weight {tuple(weight.shape)} has {weight.shape[0]} rows")
     kk = weight.shape[1]
-    gx = new_output((m, kk), grad.dtype, grad.device)
     tile = _tiles.pick("gemm", grad.device, grad.dtype, m, kk, n)
     prologue = s is not None
-    _launch(grad, s, weight, None, gx, None, None, m, kk, n, grad.stride(),
-            s.stride() if prologue else (0, 0), weight.stride(), gx.stride(), act, alpha, gain, clamp,
-            prologue=prologue, epilogue=False, out_scale=1.0 if prologue else gain, tile=tile)
+    args = _gemm_args(s, weight, None, None, None, m, kk, n, grad.stride(),
+                      s.stride() if prologue else (0, 0), weight.stride(), (kk, 1), act, alpha, gain, clamp,
+                      prologue=prologue, epilogue=False, out_scale=1.0 if prologue else gain, tile=tile)
+    return (m, kk), prologue, args
+
+
+def linear_grad_input(grad, s, weight, act, alpha, gain, clamp):
+    """dL/dx = (dL/dy * act'(s)) @ w, [M, K]."""
+    key = ("linear_grad_input", _plans.meta(grad), _plans.meta(s), _plans.meta(weight), act, alpha, gain, clamp)
+    plan = _plans.get(key) or _plans.put(key, _plan_grad_input(grad, s, weight, act, alpha, gain, clamp))
+    shape, prologue, args = plan
+    gx = new_output(shape, grad.dtype, grad.device)
+    _launch_gemm(args, grad, s if prologue else None, weight, None, gx, None, None)
     return gx
+
+
+def _check_grad_weight(op, grad, s, x, act, alpha, gain, clamp):
+    s = saved_or_none(op, s, grad, act, clamp)
+    check_tensors(op, grad=grad, s=s, x=x)
+    _check_2d(op, grad=grad, s=s, x=x)
+    check_act(op, act, alpha, gain, clamp)
+    if x.shape[0] != grad.shape[0]:
+        raise ValueError(f"{op}: grad has {grad.shape[0]} rows, x has {x.shape[0]}")
+    return True
 
 
 def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
     """(dL/dw [N, K], dL/db [N] or empty) = (dZ^T @ x, column sums of dZ)."""
     op = "linear_grad_weight"
-    s = saved_or_none(op, s, grad, act, clamp)
-    check_tensors(op, grad=grad, s=s, x=x)
-    _check_2d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
+    key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(x), act, alpha, gain, clamp)
+    _plans.get(key) or _plans.put(key, _check_grad_weight(op, grad, s, x, act, alpha, gain, clamp))
+    s = s if needs_saved(act, clamp) else None
     m, n = grad.shape
-    if x.shape[0] != m:
-        raise ValueError(f"{op}: grad has {m} rows, x has {x.shape[0]}")
     kk = x.shape[1]
     gw = new_output((n, kk), x.dtype, x.device)
     gb = new_output((n,), grad.dtype, grad.device) if need_bias else None
     tile = _tiles.pick("gemm_wgrad", x.device, x.dtype, n, kk, m)
-    k_iters = triton.cdiv(m, tile.BLOCK_K)
-    tiles = triton.cdiv(n, tile.BLOCK_M) * triton.cdiv(kk, tile.BLOCK_N)
+    k_iters = cdiv(m, tile.BLOCK_K)
+    tiles = cdiv(n, tile.BLOCK_M) * cdiv(kk, tile.BLOCK_N)
     split = _tiles.split_count(tile, x.device, tiles, k_iters)
-    iters_per_split = triton.cdiv(k_iters, split)
-    split = triton.cdiv(k_iters, iters_per_split)  # no empty slice
+    iters_per_split = cdiv(k_iters, split)
+    split = cdiv(k_iters, iters_per_split)  # no empty slice
     out = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
     rowsum = None
     if need_bias:

@@ -85,3 +85,21 @@ def test_triton_on_cpu_refuses_bfloat16_before_any_kernel_runs():
         FG.linear_bias_act(x, w)
     with fastgan.use_backend("triton"):  # float16 and float32 run on the interpreter
         assert FG.linear_bias_act(x.half(), w.half()).dtype == torch.float16
+
+
+def test_bfloat16_on_cpu_is_refused_unless_launches_are_stubbed():
+    from fastgan.bench.launches import recording_launches
+
+    x = torch.zeros(2, dtype=torch.bfloat16)
+    with fastgan.use_backend("triton"):
+        if not _backend.interpreter_enabled():
+            pytest.skip("backend 'triton' on CPU tensors needs TRITON_INTERPRET=1")
+        with pytest.raises(RuntimeError, match="no bfloat16 math"):
+            _backend.resolve(x)
+        with recording_launches(execute=False):  # nothing is computed: counting bf16 launches is fine
+            assert _backend.resolve(x) == "triton"
+        with recording_launches(execute=True):  # launches run: the interpreter would compute garbage
+            with pytest.raises(RuntimeError, match="no bfloat16 math"):
+                _backend.resolve(x)
+        with pytest.raises(RuntimeError, match="no bfloat16 math"):
+            _backend.resolve(x)

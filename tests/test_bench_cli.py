@@ -69,3 +69,23 @@ def test_cuda_without_a_gpu_is_one_line(capsys):
     code = main(["bench", "--device", "cuda"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["fastgan bench: error: argument --device: 'cuda' but CUDA is not available"]
+
+
+def test_bench_host_prints_the_ratio_and_the_launch_count(tmp_path):
+    exe = Path(sys.executable).with_name("fastgan")
+    out = tmp_path / "host.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # the command sets it
+    proc = subprocess.run([str(exe), "bench", "--host", "--steps", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=dict(env, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "fastgan / eager host time:" in text and "launches/step" in text and "us/launch" in text
+    data = json.loads(out.read_text())
+    host = data["host"]
+    assert host["ratio_fastgan_over_eager"] == pytest.approx(host["fastgan_ms_per_step"] / host["eager_ms_per_step"])
+    assert len(host["eager_samples_ms"]) == len(host["fastgan_samples_ms"]) == 2
+    real = data["real_size"]
+    assert real["config"]["batch"] == 256 and real["config"]["dtype"] == "bfloat16"
+    assert real["launches_per_step"] == sum(real["by_kernel"].values()) > 0
+    assert f"launches per step at DCGAN-64 (width 64, latent 100) unconditional, batch 256, bfloat16" in text
+    assert f": {real['launches_per_step']}  (target <= 70)" in text

@@ -33,8 +33,12 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
     """Yield a list that receives a Launch per Triton kernel launch made inside the
     block. execute=False replaces every launch by a no-op: outputs keep whatever the
     launchers allocated them with (so results are meaningless), but the host-side work
-    (dispatch, checks, planning, allocation) runs exactly as in a real step."""
+    (dispatch, checks, planning, allocation) runs exactly as in a real step. Since
+    nothing is computed, backend 'triton' then also takes bfloat16 CPU tensors (a step
+    with bf16 tiles as on a GPU can be counted and timed on a CPU)."""
     from triton.runtime.jit import KernelInterface
+
+    from .._backend import launches_stubbed
 
     launches: list[Launch] = []
     original = KernelInterface.__getitem__
@@ -50,6 +54,7 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
 
     KernelInterface.__getitem__ = getitem
     try:
-        yield launches
+        with contextlib.nullcontext() if execute else launches_stubbed():
+            yield launches
     finally:
         KernelInterface.__getitem__ = original

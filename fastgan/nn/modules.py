@@ -21,6 +21,10 @@ class _ActMixin:
     def _act_kwargs(self):
         return dict(act=self.act, alpha=self.alpha, gain=self.gain, clamp=self.clamp)
 
+    def _activation(self):
+        """(act, alpha, gain, clamp) as checked when the module was built."""
+        return (self.act, self.alpha, self.gain, self.clamp)
+
     def _act_repr(self):
         text = f"act={self.act}"
         if self.act == "lrelu":
@@ -62,9 +66,8 @@ class Conv2dAct(_ActMixin, nn.Conv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FG.conv2d_bias_act(
-            x, self.weight, self.bias, stride=self.stride, padding=self.padding, **self._act_kwargs()
-        )
+        return FG.conv_for_module(x, self.weight, self.bias, tuple(self.stride), tuple(self.padding), (0, 0), False,
+                                  self._activation())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._act_repr()}"
@@ -91,10 +94,8 @@ class ConvTranspose2dAct(_ActMixin, nn.ConvTranspose2d):
             output_padding = self._output_padding(
                 x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
             )
-        return FG.conv_transpose2d_bias_act(
-            x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-            output_padding=tuple(output_padding), **self._act_kwargs(),
-        )
+        return FG.conv_for_module(x, self.weight, self.bias, tuple(self.stride), tuple(self.padding),
+                                  tuple(output_padding), True, self._activation())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._act_repr()}"
@@ -111,7 +112,7 @@ class LinearAct(_ActMixin, nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return FG.linear_bias_act(x, self.weight, self.bias, **self._act_kwargs())
+        return FG.linear_for_module(x, self.weight, self.bias, self._activation())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._act_repr()}"
@@ -130,17 +131,9 @@ class _BatchNormActMixin(_ActMixin):
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return FG.batch_norm_act(
-            x,
-            self.running_mean if keep else None,
-            self.running_var if keep else None,
-            self.weight,
-            self.bias,
-            training=use_batch_stats,
-            momentum=factor,
-            eps=self.eps,
-            act=self.act,
-            alpha=self.alpha,
+        return FG.batch_norm_for_module(
+            x, self.running_mean if keep else None, self.running_var if keep else None, self.weight, self.bias,
+            use_batch_stats, factor, self.eps, self.act, self.alpha,
         )
 
     def extra_repr(self) -> str:

@@ -13,11 +13,12 @@ kernels: that is what makes R1 and WGAN-GP penalties run on the fast path.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 
 from ..reference import activations as A
+from . import _eager
 
 
 class Act(NamedTuple):
@@ -40,6 +41,20 @@ class BilinearOps(Protocol):
     def grad_weight(self, g, s, x, act: Act, need_bias: bool): ...
 
     def broadcast_channels(self, v, like): ...
+
+
+class Calls(NamedTuple):
+    """How a family's three ops are called: its torch.library ops (inside traced
+    graphs) or its autograd Functions (eager, see eager_calls)."""
+
+    fwd: Callable
+    grad_input: Callable
+    grad_weight: Callable
+
+
+def eager_calls(fwd, grad_input, grad_weight) -> Calls:
+    """Calls of a family's eager autograd Functions (fastgan.ops._eager)."""
+    return Calls(_eager.call(fwd), _eager.call(grad_input), _eager.call(grad_weight))
 
 
 def saved_for_backward(act: Act, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

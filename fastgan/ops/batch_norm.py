@@ -6,6 +6,8 @@ mutates its inputs (which is what lets it carry an autograd formula and trace un
 torch.compile). The backward runs one fused op; when a higher-order graph is being
 built (create_graph=True) it runs the differentiable reference formula instead, with
 the statistics recomputed from x so that their dependence on x is differentiated too.
+Outside torch.compile / export both ops run as autograd Functions (BatchNormAct,
+BatchNormActBackward) with the same formulas (see fastgan.ops.conv).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..reference import batch_norm as ref
 from ..reference._common import compute_dtype
 from ..reference.activations import act_grad, needs_preactivation
 from . import _bilinear as B
+from . import _eager
 
 
 def _impl(*tensors):
@@ -38,7 +41,7 @@ def batch_norm_act(
     act: str,
     alpha: float,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _impl(x, weight, bias).bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha)
+    return batch_norm_act_run(x, weight, bias, running_mean, running_var, training, eps, act, alpha)
 
 
 @batch_norm_act.register_fake
@@ -64,9 +67,7 @@ def batch_norm_act_backward(
     alpha: float,
     need_affine: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    return _impl(grad, x, weight).bn_backward(
-        grad, saved, x, weight, mean, var, training, eps, act, alpha, need_affine
-    )
+    return batch_norm_act_backward_run(grad, saved, x, weight, mean, var, training, eps, act, alpha, need_affine)
 
 
 @batch_norm_act_backward.register_fake
@@ -78,10 +79,11 @@ def _(grad, saved, x, weight, mean, var, training, eps, act, alpha, need_affine)
     return gx, x.new_empty(x.shape[1], dtype=pdtype), x.new_empty(x.shape[1], dtype=pdtype)
 
 
-def _setup(ctx, inputs, output):
+def _setup(ctx, inputs, output, backward_op=None):
     x, weight, bias, running_mean, running_var, training, eps, act, alpha = inputs
     y, z, mean, var = output
     ctx.set_materialize_grads(False)
+    ctx.backward_op = backward_op or torch.ops.fastgan.batch_norm_act_backward
     ctx.mark_non_differentiable(mean, var)
     ctx.cfg = (training, eps, act, alpha)
     if not training:
@@ -100,7 +102,7 @@ def _backward(ctx, gy, gz, _gmean, _gvar):
         pre = gz if gy is None else act_grad(gy, saved, act, alpha, 1.0, None) + gz
         gy, saved, act = pre, pre.new_empty(0), "linear"
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx, gw, gb = torch.ops.fastgan.batch_norm_act_backward(
+    gx, gw, gb = ctx.backward_op(
         gy, saved, x, weight, mean, var, training, eps, act, alpha, bool(need_w or need_b)
     )
     return (
@@ -149,3 +151,19 @@ def _backward_backward(ctx, ggx, ggw, ggb):
 
 
 batch_norm_act_backward.register_autograd(_backward_backward, setup_context=_backward_setup)
+
+
+# ----------------------------------------------------------------------------- eager
+def batch_norm_act_run(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
+    return _impl(x, weight, bias).bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha)
+
+
+def batch_norm_act_backward_run(grad, saved, x, weight, mean, var, training, eps, act, alpha, need_affine):
+    return _impl(grad, x, weight).bn_backward(grad, saved, x, weight, mean, var, training, eps, act, alpha,
+                                              need_affine)
+
+
+BatchNormActBackward = _eager.function("BatchNormActBackward", batch_norm_act_backward_run, _backward_setup,
+                                       _backward_backward)
+BatchNormAct = _eager.function("BatchNormAct", batch_norm_act_run,
+                               lambda ctx, i, o: _setup(ctx, i, o, _eager.call(BatchNormActBackward)), _backward)

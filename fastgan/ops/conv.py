@@ -2,6 +2,12 @@
 conv_transpose2d alike (`transposed` flips the roles): registration, fake
 implementations and autograd. Each op runs fastgan.kernels.conv or
 fastgan.reference.conv, as the backend decides for its tensors.
+
+Outside torch.compile / export the same three operations run as torch.autograd
+Functions (ConvBiasAct, ConvGradInput, ConvGradWeight) with the same autograd
+formulas: they skip torch.library's dispatch, which costs more host time per call than
+a kernel launch (fastgan.bench.host). Without grad mode (a first-order backward) the
+backward calls the backend functions directly.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from ..reference.activations import needs_preactivation
 from ..reference._common import empty_channels_last
 from ..reference.conv import output_size
 from . import _bilinear as B
+from . import _eager
 
 
 def _impl(*tensors):
@@ -36,9 +43,7 @@ def conv_bias_act(
     gain: float,
     clamp: Optional[float],
 ) -> Tuple[Tensor, Tensor]:
-    return _impl(x, weight, bias).conv_fwd(
-        x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp
-    )
+    return conv_bias_act_run(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp)
 
 
 @conv_bias_act.register_fake
@@ -64,9 +69,7 @@ def conv_grad_input(
     gain: float,
     clamp: Optional[float],
 ) -> Tensor:
-    return _impl(grad, saved, weight).conv_grad_input(
-        grad, saved, weight, input_size, stride, padding, transposed, act, alpha, gain, clamp
-    )
+    return conv_grad_input_run(grad, saved, weight, input_size, stride, padding, transposed, act, alpha, gain, clamp)
 
 
 @conv_grad_input.register_fake
@@ -90,7 +93,7 @@ def conv_grad_weight(
     clamp: Optional[float],
     need_bias: bool,
 ) -> Tuple[Tensor, Tensor]:
-    return _impl(grad, saved, x).conv_grad_weight(
+    return conv_grad_weight_run(
         grad, saved, x, kernel_size, stride, padding, transposed, act, alpha, gain, clamp, need_bias
     )
 
@@ -105,9 +108,11 @@ def _(grad, saved, x, kernel_size, stride, padding, transposed, act, alpha, gain
 
 
 class ConvOps:
-    """The three conv ops with one geometry bound: x-side size x_hw, y-side size y_hw."""
+    """The three conv ops with one geometry bound: x-side size x_hw, y-side size y_hw.
+    `calls` runs them: CUSTOM_OPS (traced graphs) or EAGER (autograd Functions)."""
 
-    def __init__(self, stride, padding, transposed, x_hw, y_hw, kernel_hw):
+    def __init__(self, stride, padding, transposed, x_hw, y_hw, kernel_hw, calls):
+        self.calls = calls
         self.stride, self.padding, self.transposed = list(stride), list(padding), transposed
         self.x_hw, self.kernel_hw = list(x_hw), list(kernel_hw)
         if transposed:
@@ -117,17 +122,13 @@ class ConvOps:
             self.output_padding = [0, 0]
 
     def fwd(self, x, w, b, act: B.Act):
-        return torch.ops.fastgan.conv_bias_act(
-            x, w, b, self.stride, self.padding, self.output_padding, self.transposed, *act
-        )
+        return self.calls.fwd(x, w, b, self.stride, self.padding, self.output_padding, self.transposed, *act)
 
     def grad_input(self, g, s, w, act: B.Act):
-        return torch.ops.fastgan.conv_grad_input(
-            g, s, w, self.x_hw, self.stride, self.padding, self.transposed, *act
-        )
+        return self.calls.grad_input(g, s, w, self.x_hw, self.stride, self.padding, self.transposed, *act)
 
     def grad_weight(self, g, s, x, act: B.Act, need_bias: bool):
-        return torch.ops.fastgan.conv_grad_weight(
+        return self.calls.grad_weight(
             g, s, x, self.kernel_hw, self.stride, self.padding, self.transposed, *act, need_bias
         )
 
@@ -135,12 +136,30 @@ class ConvOps:
         return v.view(1, -1, 1, 1).expand_as(like)
 
 
-def _fwd_setup(ctx, inputs, output):
+_geometries: dict = {}
+
+
+def _conv_ops(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls) -> ConvOps:
+    """ConvOps for this geometry, made once per geometry (a training step repeats them)."""
+    calls = calls or CUSTOM_OPS
+    try:
+        key = (tuple(stride), tuple(padding), transposed, tuple(x_hw), tuple(y_hw), tuple(kernel_hw), calls is EAGER)
+        ops = _geometries.get(key)
+    except TypeError:  # symbolic sizes under tracing: not cached
+        return ConvOps(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls)
+    if ops is None:
+        if len(_geometries) >= 4096:
+            _geometries.clear()
+        ops = _geometries[key] = ConvOps(stride, padding, transposed, x_hw, y_hw, kernel_hw, calls)
+    return ops
+
+
+def _fwd_setup(ctx, inputs, output, calls=None):
     x, weight, bias, stride, padding, output_padding, transposed, *act = inputs
     y, z = output
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*act)
-    ctx.ops = ConvOps(stride, padding, transposed, x.shape[2:], y.shape[2:], weight.shape[2:])
+    ctx.ops = _conv_ops(stride, padding, transposed, x.shape[2:], y.shape[2:], weight.shape[2:], calls)
     ctx.save_for_backward(x, weight, B.saved_for_backward(ctx.act, y, z))
 
 
@@ -153,11 +172,11 @@ def _fwd_backward(ctx, gy, gz):
 conv_bias_act.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 
 
-def _grad_input_setup(ctx, inputs, output):
+def _grad_input_setup(ctx, inputs, output, calls=None):
     grad, saved, weight, input_size, stride, padding, transposed, *act = inputs
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*act)
-    ctx.ops = ConvOps(stride, padding, transposed, input_size, grad.shape[2:], weight.shape[2:])
+    ctx.ops = _conv_ops(stride, padding, transposed, input_size, grad.shape[2:], weight.shape[2:], calls)
     ctx.save_for_backward(grad, saved, weight)
 
 
@@ -170,11 +189,11 @@ def _grad_input_backward(ctx, ggx):
 conv_grad_input.register_autograd(_grad_input_backward, setup_context=_grad_input_setup)
 
 
-def _grad_weight_setup(ctx, inputs, output):
+def _grad_weight_setup(ctx, inputs, output, calls=None):
     grad, saved, x, kernel_size, stride, padding, transposed, *rest = inputs
     ctx.set_materialize_grads(False)
     ctx.act = B.Act(*rest[:4])
-    ctx.ops = ConvOps(stride, padding, transposed, x.shape[2:], grad.shape[2:], kernel_size)
+    ctx.ops = _conv_ops(stride, padding, transposed, x.shape[2:], grad.shape[2:], kernel_size, calls)
     ctx.save_for_backward(grad, saved, x)
 
 
@@ -187,3 +206,31 @@ def _grad_weight_backward(ctx, ggw, ggb):
 
 
 conv_grad_weight.register_autograd(_grad_weight_backward, setup_context=_grad_weight_setup)
+
+
+CUSTOM_OPS = B.Calls(torch.ops.fastgan.conv_bias_act, torch.ops.fastgan.conv_grad_input, torch.ops.fastgan.conv_grad_weight)
+
+
+# ----------------------------------------------------------------------------- eager
+def conv_bias_act_run(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
+    return _impl(x, weight, bias).conv_fwd(x, weight, bias, stride, padding, output_padding, transposed,
+                                           act, alpha, gain, clamp)
+
+
+def conv_grad_input_run(grad, saved, weight, input_size, stride, padding, transposed, act, alpha, gain, clamp):
+    return _impl(grad, saved, weight).conv_grad_input(grad, saved, weight, input_size, stride, padding,
+                                                      transposed, act, alpha, gain, clamp)
+
+
+def conv_grad_weight_run(grad, saved, x, kernel_size, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
+    return _impl(grad, saved, x).conv_grad_weight(grad, saved, x, kernel_size, stride, padding, transposed,
+                                                  act, alpha, gain, clamp, need_bias)
+
+
+ConvBiasAct = _eager.function("ConvBiasAct", conv_bias_act_run,
+                              lambda ctx, i, o: _fwd_setup(ctx, i, o, EAGER), _fwd_backward)
+ConvGradInput = _eager.function("ConvGradInput", conv_grad_input_run,
+                                lambda ctx, i, o: _grad_input_setup(ctx, i, o, EAGER), _grad_input_backward)
+ConvGradWeight = _eager.function("ConvGradWeight", conv_grad_weight_run,
+                                 lambda ctx, i, o: _grad_weight_setup(ctx, i, o, EAGER), _grad_weight_backward)
+EAGER = B.eager_calls(ConvBiasAct, ConvGradInput, ConvGradWeight)

@@ -5,7 +5,8 @@ only scales that gradient by grad_output. The gradient outputs are differentiabl
 outputs of the op: in a double backward, the gradient reaching them comes back into
 the op's backward, which turns it into a gradient for the logits with the reference
 second-derivative formula. No branch on grad mode, so torch.compile traces the same
-fast backward that eager runs.
+fast backward that eager runs. Outside torch.compile / export the two ops run as
+autograd Functions (DiscriminatorLoss, GeneratorLoss) with the same formulas.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor
 from .. import _backend
 from ..reference import loss as ref
 from ..reference._common import compute_dtype
+from . import _eager
 
 
 def _impl(*tensors):
@@ -33,7 +35,7 @@ def _fake_out(logits, reduction):
 def discriminator_loss(
     real: Tensor, fake: Tensor, kind: str, real_label: float, reduction: str
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _impl(real, fake).d_loss_fwd(real, fake, kind, real_label, reduction)
+    return discriminator_loss_run(real, fake, kind, real_label, reduction)
 
 
 @discriminator_loss.register_fake
@@ -43,7 +45,7 @@ def _(real, fake, kind, real_label, reduction):
 
 @torch.library.custom_op("fastgan::generator_loss", mutates_args=())
 def generator_loss(fake: Tensor, kind: str, reduction: str) -> Tuple[Tensor, Tensor]:
-    return _impl(fake).g_loss_fwd(fake, kind, reduction)
+    return generator_loss_run(fake, kind, reduction)
 
 
 @generator_loss.register_fake
@@ -101,3 +103,16 @@ def _g_backward(ctx, go, gg):
 
 
 generator_loss.register_autograd(_g_backward, setup_context=_g_setup)
+
+
+# ----------------------------------------------------------------------------- eager
+def discriminator_loss_run(real, fake, kind, real_label, reduction):
+    return _impl(real, fake).d_loss_fwd(real, fake, kind, real_label, reduction)
+
+
+def generator_loss_run(fake, kind, reduction):
+    return _impl(fake).g_loss_fwd(fake, kind, reduction)
+
+
+DiscriminatorLoss = _eager.function("DiscriminatorLoss", discriminator_loss_run, _d_setup, _d_backward)
+GeneratorLoss = _eager.function("GeneratorLoss", generator_loss_run, _g_setup, _g_backward)

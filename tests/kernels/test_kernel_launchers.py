@@ -162,3 +162,36 @@ def test_linear_kernels_read_any_strides():
     gw_ref, gb_ref = RL.linear_grad_weight(grad.double(), s.double(), x.double(), *act, True)
     assert_close(gw, gw_ref, torch.float32, "weight gradient")
     assert_close(gb, gb_ref, torch.float32, "bias gradient")
+
+
+def test_cached_launch_plans_follow_forced_tiles_and_emulation():
+    """A launch plan is cached per call signature; the tile state it was made under is
+    part of its key, so forcing a tile or emulating a GPU plans again."""
+    from fastgan.bench.launches import recording_launches
+    from fastgan.kernels import _common
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(16, 8, 3, 3, generator=gen)
+
+    def launched():
+        with recording_launches(execute=False) as launches:
+            KC.conv_fwd(x, w, None, [1, 1], [1, 1], [0, 0], False, "relu", 0.2, 1.0, None)
+        (launch,) = launches
+        return launch.grid, launch.kwargs["BLOCK_M"], launch.kwargs["DOT_PRECISION"]
+
+    first = launched()
+    assert launched() == first
+    small = _tiles.Tile(BLOCK_M=16, BLOCK_N=16, BLOCK_K=16, GROUP_M=1)
+    _tiles.force("conv", small)
+    try:
+        forced = launched()
+    finally:
+        _tiles.force("conv", None)
+    assert forced[1] == 16 and forced[0][0] == -(-128 // 16) * 1  # 128 rows, 16 channels in one column tile
+    assert launched() == first
+    with _common.emulating("cuda_90", 132):
+        assert launched()[1] == _tiles.pick("conv", x.device, x.dtype, 128, 16, 72).BLOCK_M
+    # A new signature is checked again: a bad bias still raises on a planned geometry.
+    with pytest.raises(ValueError, match="bias must have shape"):
+        KC.conv_fwd(x, w, torch.zeros(3), [1, 1], [1, 1], [0, 0], False, "relu", 0.2, 1.0, None)

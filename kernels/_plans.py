@@ -1,0 +1,57 @@
+"""Launch plans cached per call signature, so that repeated training steps skip the
+launchers' checks and planning.
+
+A plan is everything a launcher derives from its arguments' metadata (shapes,
+strides, dtypes, devices and plain parameters): the checks they pass, output shapes,
+tile, grid, and the kernel's scalar and constexpr arguments. The key is that metadata
+plus the global state that tile choice reads (an emulated GPU, forced tiles, TF32), so a
+cached plan is exactly what planning again would produce. While tile lookups are being
+recorded (_tiles.recording, the tuning script) nothing is cached: every launch plans.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _tiles
+from ._common import emulated_gpu, interpreting
+
+_plans: dict = {}
+# Dynamic shapes could grow the table without bound: it is cleared when full.
+MAX_PLANS = 4096
+
+
+def meta(t: torch.Tensor | None):
+    """What a plan may depend on of a tensor argument."""
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
+
+
+def _state():
+    if _tiles._recorded is not None:
+        return None
+    # torch.backends.cuda.matmul.allow_tf32, read without its Python attribute hook.
+    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()), torch._C._get_cublas_allow_tf32())
+
+
+def get(key):
+    """The plan cached for key (a tuple), or None."""
+    state = _state()
+    return None if state is None else _plans.get((key, state))
+
+
+def put(key, plan):
+    state = _state()
+    if state is not None:
+        if len(_plans) >= MAX_PLANS:
+            _plans.clear()
+        _plans[(key, state)] = plan
+    return plan
+
+
+def clear() -> None:
+    _plans.clear()
+
+
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for host ints (triton.cdiv is a constexpr function, slow on the host)."""
+    return -(-a // b)
