@@ -69,6 +69,35 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# True while Triton launches are recorded and never executed
+# (fastgan.bench.launches.recording_launches(execute=False)): no kernel computes
+# anything, so neither the interpreter nor its missing bfloat16 math matters.
+_launches_stubbed = False
+
+
+def launches_stubbed() -> bool:
+    return _launches_stubbed
+
+
+@contextlib.contextmanager
+def stubbed_launches() -> Iterator[None]:
+    """Let backend 'triton' take CPU tensors of any dtype, without the interpreter, for
+    code whose every Triton launch is intercepted and not run (launch recording: the
+    static kernel report compiles what a GPU step would launch)."""
+    global _launches_stubbed
+    previous, _launches_stubbed = _launches_stubbed, True
+    try:
+        yield
+    finally:
+        _launches_stubbed = previous
+
+
+def cpu_kernels_allowed() -> bool:
+    """Whether backend 'triton' may take CPU tensors: under the interpreter, or when
+    launches are stubbed out."""
+    return interpreter_enabled() or _launches_stubbed
+
+
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -82,13 +111,13 @@ def resolve(*tensors: torch.Tensor | None) -> str:
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError("backend 'triton' was chosen but the triton package is not installed")
-    if not on_cuda and not interpreter_enabled():
+    if not on_cuda and not cpu_kernels_allowed():
         raise RuntimeError(
             "backend 'triton' on CPU tensors needs Triton's interpreter: set "
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
             "'reference'"
         )
-    if not on_cuda and any(t is not None and t.dtype == torch.bfloat16 for t in tensors):
+    if not on_cuda and not _launches_stubbed and any(t is not None and t.dtype == torch.bfloat16 for t in tensors):
         # The interpreter computes bfloat16 as garbage (values near 1e10), never an error.
         raise RuntimeError(
             "backend 'triton' on CPU tensors runs Triton's interpreter, which has no bfloat16 math: "

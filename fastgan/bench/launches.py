@@ -14,6 +14,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .._backend import stubbed_launches
+
 
 @dataclass
 class Launch:
@@ -33,7 +35,9 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
     """Yield a list that receives a Launch per Triton kernel launch made inside the
     block. execute=False replaces every launch by a no-op: outputs keep whatever the
     launchers allocated them with (so results are meaningless), but the host-side work
-    (dispatch, checks, planning, allocation) runs exactly as in a real step."""
+    (dispatch, checks, planning, allocation) runs exactly as in a real step. Since
+    nothing is computed, backend 'triton' then accepts CPU tensors of any dtype without
+    the interpreter (fastgan._backend.stubbed_launches)."""
     from triton.runtime.jit import KernelInterface
 
     launches: list[Launch] = []
@@ -50,6 +54,7 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
 
     KernelInterface.__getitem__ = getitem
     try:
-        yield launches
+        with contextlib.nullcontext() if execute else stubbed_launches():
+            yield launches
     finally:
         KernelInterface.__getitem__ = original
