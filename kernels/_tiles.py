@@ -271,16 +271,60 @@ def split_count(tile: Tile, device: torch.device, tiles: int, k_iters: int, min_
     return max(1, min(want, k_iters // min_iters))
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """input_precision for tl.dot on operands of `dtype`.
+# Which PyTorch setting a float32 product of each op family follows: the one the eager
+# op it replaces follows. Convolutions run on cuDNN (TF32 allowed by default),
+# linear layers on cuBLAS matmul (TF32 off by default).
+PRECISION_FAMILIES = ("conv", "linear")
 
-    float32: 'ieee' under the interpreter; on a GPU 'tf32' exactly when PyTorch allows
-    TF32 for matrix products (torch.backends.cuda.matmul.allow_tf32, False by default),
-    so a float32 model computes what the same model does with torch.matmul. 16-bit and
-    float64 operands ignore the setting ('tf32' is Triton's default value).
+
+def _fp32_precision(nodes) -> str | None:
+    """The first explicit fp32_precision ('tf32', 'ieee', ...) walking from the most
+    specific settings node to torch.backends; 'none' on every node means no TF32.
+    None when this PyTorch has no fp32_precision API (before 2.9)."""
+    if not hasattr(nodes[0], "fp32_precision"):
+        return None
+    for node in nodes:
+        value = getattr(node, "fp32_precision", "none")
+        if value != "none":
+            return value
+    return "none"
+
+
+def tf32_allowed(family: str) -> bool:
+    """Whether PyTorch lets the eager op of `family` use TF32 for float32 operands.
+
+    conv: torch.backends.cudnn.conv.fp32_precision (then cudnn, then torch.backends),
+    or on an older PyTorch torch.backends.cudnn.allow_tf32; linear:
+    torch.backends.cuda.matmul.fp32_precision (then torch.backends), or
+    torch.backends.cuda.matmul.allow_tf32. The new API is read first: PyTorch raises
+    when the legacy flag is read after the two APIs were mixed.
     """
+    backends = torch.backends
+    if family == "conv":
+        nodes = (getattr(backends.cudnn, "conv", backends.cudnn), backends.cudnn, backends)
+        precision = _fp32_precision(nodes)
+        return backends.cudnn.allow_tf32 if precision is None else precision == "tf32"
+    if family == "linear":
+        precision = _fp32_precision((backends.cuda.matmul, backends))
+        return backends.cuda.matmul.allow_tf32 if precision is None else precision == "tf32"
+    raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
+
+
+def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:
+    """input_precision for tl.dot on operands of `dtype` in an op of `family`.
+
+    float32: 'ieee' under the interpreter; on a GPU (or while emulating() one) 'tf32'
+    exactly when PyTorch allows TF32 for the eager op the kernel replaces
+    (tf32_allowed): a float32 model computes what it computes unfused, TF32 convs by
+    default like cuDNN's, ieee linear layers by default like cuBLAS's. TF32 rounds the
+    operands to 10 mantissa bits: design.md's float32 tolerance with a tf32 dot is
+    5e-3 (1e-5 with ieee). 16-bit and float64 operands ignore the setting ('tf32' is
+    Triton's default value).
+    """
+    if family not in PRECISION_FAMILIES:
+        raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
     if dtype != torch.float32:
         return "tf32"
     if interpreting() and emulated_gpu() is None:
         return "ieee"
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "tf32" if tf32_allowed(family) else "ieee"

@@ -39,8 +39,9 @@ Outputs: y, z and the input gradient are channels_last, the weight gradient cont
 in the weight's own layout, as fastgan.ops.conv's fake implementations promise.
 
 Accumulation is float32 for 16-bit and float32 operands and float64 for float64 ones
-(gradcheck runs through these kernels). float32 operands use TF32 tensor cores only
-when torch.backends.cuda.matmul.allow_tf32 is set (kernels/_tiles.dot_precision).
+(gradcheck runs through these kernels). float32 operands use TF32 tensor cores when
+PyTorch allows them for cuDNN convolutions (torch.backends.cudnn.conv.fp32_precision /
+cudnn.allow_tf32, on by default), as the eager convolution does (_tiles.dot_precision).
 """
 
 from __future__ import annotations
@@ -352,7 +353,8 @@ def _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, pr
     tile = _tiles.pick("gemm", a.device, a.dtype, nb, n, c_a)
     KL._launch(a, s, w_mat, bias_cols, y_mat, z_mat, None, nb, n, c_a, (a.stride(0), a.stride(1)),
                (s.stride(0), s.stride(1)) if s is not None else (0, 0), w_mat.stride(), y_mat.stride(),
-               act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+               act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile,
+               precision_family="conv")
 
 
 def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
@@ -389,7 +391,7 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
         TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
-        ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype),
+        ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
@@ -503,7 +505,7 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
         iters_per_split,
         TRANSPOSED=bool(transposed), FLAT_N=flat_n,
         ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),
-        ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype),
+        ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
         **tile.launch_options(),
     )

@@ -13,7 +13,9 @@ weight-gradient programs of column tile 0 load anyway: no separate pass over dL/
 Every operand is read through its strides (no copies); outputs are contiguous, as
 fastgan.ops.linear's fake implementations promise. Reductions shorter than BLOCK_K
 (a 3-feature input, say) are padded with masked zeros up to the block: tl.dot needs
-K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes).
+K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
+float32 operands use TF32 when PyTorch allows it for matmuls
+(torch.backends.cuda.matmul.fp32_precision / allow_tf32, off by default), as F.linear.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _check_2d(op, **tensors):
 
 def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
             act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
-            split_stride=0, tile=None):
+            split_stride=0, tile=None, precision_family="linear"):
     grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(n, tile.BLOCK_N), split)
     _gemm_kernel[grid](
         a, s if s is not None else a, b, bias if bias is not None else c, c, z if z is not None else c,
@@ -113,7 +115,7 @@ def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
         ROW_SUM=rowsum is not None,
-        ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype),
+        ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype, precision_family),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )

@@ -77,4 +77,78 @@ def test_split_count():
 
 
 def test_float32_dots_are_ieee_under_the_interpreter():
-    assert _tiles.dot_precision(torch.float32) == "ieee"
+    assert _tiles.dot_precision(torch.float32, "conv") == "ieee"
+    assert _tiles.dot_precision(torch.float32, "linear") == "ieee"
+
+
+# The PyTorch settings each family follows: (new-API node, legacy flag owner).
+_SETTINGS = {
+    "conv": (lambda: torch.backends.cudnn.conv, lambda: torch.backends.cudnn),
+    "linear": (lambda: torch.backends.cuda.matmul, lambda: torch.backends.cuda.matmul),
+}
+
+
+def _set_tf32(family: str, allowed: bool) -> None:
+    node, legacy = (f() for f in _SETTINGS[family])
+    if hasattr(node, "fp32_precision"):
+        node.fp32_precision = "tf32" if allowed else "ieee"
+    else:
+        legacy.allow_tf32 = allowed
+
+
+@pytest.fixture
+def restore_precision_settings():
+    saved = {f: getattr(_SETTINGS[f][0](), "fp32_precision", None) for f in _SETTINGS}
+    legacy = {f: _SETTINGS[f][1]().allow_tf32 for f in _SETTINGS if saved[f] is None}
+    yield
+    for family, value in saved.items():
+        if value is not None:
+            _SETTINGS[family][0]().fp32_precision = value
+        else:
+            _SETTINGS[family][1]().allow_tf32 = legacy[family]
+
+
+def test_float32_precision_follows_pytorch_defaults_on_a_gpu():
+    """Out of the box PyTorch runs float32 convolutions with TF32 (cuDNN) and float32
+    matmuls without: the kernels follow, so fuse(model) computes like the model."""
+    with _tiles.emulating("cuda_90", 132):
+        assert _tiles.dot_precision(torch.float32, "conv") == "tf32"
+        assert _tiles.dot_precision(torch.float32, "linear") == "ieee"
+        for dtype in (torch.float16, torch.bfloat16):
+            assert _tiles.dot_precision(dtype, "linear") == "tf32"  # 16-bit: no choice to make
+
+
+@pytest.mark.parametrize("conv_tf32", [False, True])
+@pytest.mark.parametrize("linear_tf32", [False, True])
+def test_float32_precision_follows_each_family_setting(restore_precision_settings, conv_tf32, linear_tf32):
+    _set_tf32("conv", conv_tf32)
+    _set_tf32("linear", linear_tf32)
+    want = {True: "tf32", False: "ieee"}
+    with _tiles.emulating("cuda_80", 108):
+        assert _tiles.dot_precision(torch.float32, "conv") == want[conv_tf32]
+        assert _tiles.dot_precision(torch.float32, "linear") == want[linear_tf32]
+    assert _tiles.dot_precision(torch.float32, "conv") == "ieee"  # the interpreter stays exact
+
+
+def test_launches_take_their_family_precision(restore_precision_settings):
+    """What the launchers pass: a float32 conv (and the 1x1-input transposed conv that
+    runs as a GEMM) follows cuDNN's setting, a float32 linear layer the matmul one."""
+    from fastgan.bench.launches import recording_launches
+    from fastgan.kernels import conv as KC
+    from fastgan.kernels import linear as KL
+
+    _set_tf32("conv", True)
+    _set_tf32("linear", False)
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    with _tiles.emulating("cuda_90", 132), recording_launches(execute=False) as launches:
+        KC.conv_fwd(x, torch.randn(16, 8, 3, 3), None, [1, 1], [1, 1], [0, 0], False, "relu", 0.2, 1.0, None)
+        KC.conv_fwd(torch.randn(2, 8, 1, 1), torch.randn(8, 16, 4, 4), None, [1, 1], [0, 0], [0, 0], True,
+                    "relu", 0.2, 1.0, None)
+        KL.linear_fwd(torch.randn(4, 8), torch.randn(16, 8), None, "relu", 0.2, 1.0, None)
+    assert [(l.name, l.kwargs["DOT_PRECISION"]) for l in launches] == [
+        ("_conv_gather_kernel", "tf32"), ("_gemm_kernel", "tf32"), ("_gemm_kernel", "ieee")]
+
+
+def test_unknown_precision_family_is_an_error():
+    with pytest.raises(ValueError, match="family must be one of"):
+        _tiles.dot_precision(torch.float32, "attention")
