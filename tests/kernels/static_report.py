@@ -221,7 +221,15 @@ class Spec:
 
     def variant(self) -> str:
         c = self.constants
-        flags = [f"{k}={c[k]}" for k in VARIANT_KEYS if k in c]
+        flags = []
+        for k in VARIANT_KEYS:
+            v = c.get(k)
+            if v is True:
+                flags.append(k)
+            elif k == "ACT" and v not in (None, "linear"):
+                flags.append(f"act={v}")
+            elif k == "DOT_PRECISION" and v is not None and self.dtype == "float32":
+                flags.append(v)
         tile = "x".join(str(c[k]) for k in TILE_KEYS if k in c)
         extra = f" tile={tile}" if tile else ""
         return " ".join(flags) + extra + f" w{self.options.num_warps}s{self.options.num_stages}"
@@ -328,16 +336,23 @@ def analyse(arch: int, spec: Spec) -> Row:
     row = Row(arch, spec.name, spec.dtype, spec.variant(), spec.launches, sorted(spec.workloads),
               int(res.get("REG", 0)), int(res.get("STACK", 0)), int(res.get("LOCAL", 0)), count("STL"),
               int(compiled.metadata.shared), gemm, wants_mma, mma, pipelined, elapsed, [])
-    limit = ARCHS[arch]["smem_limit"]
-    if row.stack or row.local or row.local_stores:
-        row.problems.append(f"spills (stack {row.stack} B, local {row.local} B, {row.local_stores} STL)")
-    if row.shared > limit:
-        row.problems.append(f"shared memory {row.shared} B > {limit} B")
-    if wants_mma and mma == "none":
-        row.problems.append("GEMM without tensor-core MMA")
-    if gemm and not pipelined:
-        row.problems.append("GEMM main loop without cp.async/TMA loads")
+    row.problems = judge(row)
     return row
+
+
+def judge(row: Row) -> list[str]:
+    """What is wrong with a compiled kernel (empty: clean)."""
+    problems = []
+    limit = ARCHS[row.arch]["smem_limit"]
+    if row.stack or row.local or row.local_stores:
+        problems.append(f"spills (stack {row.stack} B, local {row.local} B, {row.local_stores} STL)")
+    if row.shared > limit:
+        problems.append(f"shared memory {row.shared} B > {limit} B")
+    if row.wants_mma and row.mma == "none":
+        problems.append("GEMM without tensor-core MMA")
+    if row.gemm and not row.pipelined_loads:
+        problems.append("GEMM main loop without cp.async/TMA loads")
+    return problems
 
 
 # ------------------------------------------------------------------ the table
