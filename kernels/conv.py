@@ -108,7 +108,7 @@ def _conv_gather_kernel(
     sw_k, sw_n, sw_r, sw_s,
     sy_n, sy_c, sy_h, sy_w, s_bias,
     alpha, gain, clamp, out_scale,
-    TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr,
+    TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr, PIXEL_CHANNELS: tl.constexpr,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -117,7 +117,12 @@ def _conv_gather_kernel(
     """y[n, co, oh, ow] = epilogue(sum A[n, c, ih, iw] * W[c, co, r, s]) over the taps of
     one phase. A has C_A channels and spatial size H x W; y has C_Y channels, OH x OW.
     W is read through (sw_k: A's channel, sw_n: y's channel, sw_r, sw_s). With
-    PROLOGUE, A is an incoming gradient dL/dy' and s the tensor its forward saved."""
+    PROLOGUE, A is an incoming gradient dL/dy' and s the tensor its forward saved.
+    PIXEL_CHANNELS > 0 (FLAT_K only): A and s are dense channels_last with exactly that
+    many channels per pixel, a power of two >= C_A (channels from C_A on are zeros):
+    the K index then splits by a constant, and the loads of a tap's channel run are
+    provably contiguous and aligned, so the compiler pipelines them with cp.async
+    (16-bit pixels of 3 channels, 6 bytes, cannot be loaded so)."""
     phase = tl.program_id(1)
     ph_h = phase // SW
     ph_w = phase % SW
@@ -142,7 +147,10 @@ def _conv_gather_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     taps = taps_h * taps_w
     if FLAT_K:
-        iters = tl.cdiv(taps * C_A, BLOCK_K)
+        if PIXEL_CHANNELS > 0:
+            iters = tl.cdiv(taps * PIXEL_CHANNELS, BLOCK_K)
+        else:
+            iters = tl.cdiv(taps * C_A, BLOCK_K)
     else:
         chunks = tl.cdiv(C_A, BLOCK_K)
         iters = taps * chunks
@@ -150,8 +158,12 @@ def _conv_gather_kernel(
         if FLAT_K:
             # K index = tap * C_A + c: one block spans several taps (per-element taps).
             k = it * BLOCK_K + ks
-            tap = k // C_A
-            c = k - tap * C_A
+            if PIXEL_CHANNELS > 0:
+                tap = k // PIXEL_CHANNELS
+                c = k % PIXEL_CHANNELS
+            else:
+                tap = k // C_A
+                c = k - tap * C_A
             k_ok = tap < taps
             th = tap // tl.maximum(taps_w, 1)  # a phase may have no tap: then nothing is valid
             tw = tap - th * taps_w
@@ -181,15 +193,22 @@ def _conv_gather_kernel(
             r = th_b
             q = tw_b
         a_mask = row_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
-        if PROLOGUE:
+        if PIXEL_CHANNELS > 0:
+            # sa_w == ss_w == PIXEL_CHANNELS and sa_c == ss_c == 1, as constants.
+            a_off = a_row[:, None] + ih * sa_h + iw * PIXEL_CHANNELS + c[None, :]
+            s_off = s_row[:, None] + ih * ss_h + iw * PIXEL_CHANNELS + c[None, :]
+            w_ok = k_ok & (c < C_A)  # the padding channels have no weight
+        else:
+            a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
             s_off = s_row[:, None] + ih * ss_h + iw * ss_w + c[None, :] * ss_c
+            w_ok = k_ok
+        if PROLOGUE:
             a = gradient_operand(a_ptr, s_ptr, a_off, s_off, a_mask, alpha, gain, clamp,
                                  ACT, HAS_CLAMP, True, ACC_DTYPE).to(w_ptr.dtype.element_ty)
         else:
             a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
         b_off = c[:, None] * sw_k + r * sw_r + q * sw_s + cols[None, :] * sw_n
-        b = tl.load(w_ptr + b_off, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        b = tl.load(w_ptr + b_off, mask=w_ok[:, None] & col_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + cols[None, :] * sy_c
@@ -357,6 +376,17 @@ def _launch_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, pr
                precision_family="conv")
 
 
+def _pixel_padded(t: torch.Tensor, channels: int) -> torch.Tensor:
+    """t as dense channels_last with `channels` channels per pixel (zeros beyond t's):
+    t itself when it already is (see PIXEL_CHANNELS in _conv_gather_kernel). A 16-bit
+    operand of fewer than 4 channels costs one copy the size of t."""
+    nb, c, h, w = t.shape
+    if c == channels and t.stride() == (h * w * c, 1, w * c, c):
+        return t
+    nhwc = torch.nn.functional.pad(t.permute(0, 2, 3, 1), (0, channels - c))
+    return nhwc.permute(0, 3, 1, 2)
+
+
 def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
                    act, alpha, gain, clamp, prologue, epilogue, out_scale):
     nb, c_a, h, w = a.shape
@@ -378,6 +408,10 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
     # (m, n, k) of one phase's GEMM.
     tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
     flat_k = c_a < tile.BLOCK_K
+    pixel_channels = 0
+    if flat_k and a.element_size() < 4:
+        pixel_channels = triton.next_power_of_2(c_a)
+        a, s = _pixel_padded(a, pixel_channels), None if s is None else _pixel_padded(s, pixel_channels)
     s_ = s if s is not None else a
     grid = (triton.cdiv(rows, tile.BLOCK_M) * triton.cdiv(c_y, tile.BLOCK_N), phases)
     _conv_gather_kernel[grid](
@@ -388,7 +422,7 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
         weight.stride(k_dim), weight.stride(n_dim), weight.stride(2), weight.stride(3),
         *out.stride(), bias.stride(0) if bias is not None else 0,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
-        TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
+        TRANSPOSED=kernel_transposed, FLAT_K=flat_k, PIXEL_CHANNELS=pixel_channels,
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
         ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype, "conv"),

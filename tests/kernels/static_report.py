@@ -158,7 +158,9 @@ def _layer_variants(quick: bool = False):
         KL.linear_grad_weight(y, saved, x, act, 0.2, 1.0, None, True)
 
     def run():
-        conv(False, torch.float16, 64, 40, 24, (9, 9), 3, 1, 1, "silu", 2.0)
+        conv(False, torch.bfloat16, 64, 3, 64, (16, 16), 4, 2, 1, "lrelu")  # D0: flattened K (and N)
+        conv(True, torch.bfloat16, 64, 64, 3, (8, 8), 4, 2, 1, "tanh")  # G4: 3 outputs, FLAT_K gradient
+        conv(False, torch.float16, 64, 40, 24, (9, 9), 3, 1, 1, "silu", 2.0)  # per-tap K, z stored, clamp
         linear(torch.bfloat16, 256, 100, 64, "silu")
         if not quick:
             conv(False, torch.float32, 64, 16, 8, (5, 5), 3, 2, 0, "sigmoid")
