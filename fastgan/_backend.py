@@ -7,6 +7,7 @@ model traced by torch.compile still follows `set_backend` at run time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 from typing import Iterator
@@ -126,6 +127,15 @@ def resolve(*tensors: torch.Tensor | None) -> str:
     return "triton"
 
 
+@functools.lru_cache(maxsize=1)
+def _register_capture_check() -> None:
+    """Tell the kernels' tile autotune how to see CUDA-graph capture (it must not time
+    launches then); kernels/ makes no torch.cuda call itself."""
+    from fastgan.kernels import _tiles
+
+    _tiles.set_capture_check(torch.cuda.is_current_stream_capturing)
+
+
 def implementation(family: str, *tensors: torch.Tensor | None):
     """The module implementing op family `family` for these tensors.
 
@@ -134,5 +144,6 @@ def implementation(family: str, *tensors: torch.Tensor | None):
     so that importing fastgan never compiles or imports Triton code.
     """
     if resolve(*tensors) == "triton":
+        _register_capture_check()
         return importlib.import_module(f"fastgan.kernels.{family}")
     return importlib.import_module(f"fastgan.reference.{family}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
@@ -225,8 +226,11 @@ def force(kind: str, tile: Tile | None) -> None:
         _forced[kind] = validate(tile, f"forced {kind} tile")
 
 
-def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int) -> Tile:
-    """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k)."""
+def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, bench=None) -> Tile:
+    """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k).
+
+    bench: tile -> milliseconds of this very launch with that tile; given, on a GPU with
+    FASTGAN_AUTOTUNE=1, the tile is tuned (autotuned) instead of read from the table."""
     if _recorded is not None:
         _recorded.append((kind, shape_key(dtype, m, n, k)))
     if kind in _forced:
@@ -244,7 +248,15 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
         table = load_table(name if name in config_names() else "default.json")[kind]
     else:
         table = load_table(table_name_for(device))[kind]
-    return table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
+    tile = table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
+    if bench is not None and autotune_enabled() and emulated_gpu() is None and device.type == "cuda":
+        import triton
+
+        index = device.index or 0
+        key, sms = _device_info(index)
+        tile = autotuned(kind, dtype, m, n, k, gpu=gpu_identity(index), triton_version=triton.__version__,
+                         target=key, sms=sms, bench=bench, fallback=tile)
+    return tile
 
 
 def processors(device: torch.device) -> int:
@@ -328,3 +340,159 @@ def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:
     if interpreting() and emulated_gpu() is None:
         return "ieee"
     return "tf32" if tf32_allowed(family) else "ieee"
+
+
+# ----------------------------------------------------------------------------- autotune
+# Opt-in (FASTGAN_AUTOTUNE=1) run-time selection on the device: for a launch whose
+# (kind, shape key) has no cached winner, the statically pruned candidates below are
+# timed on the launch itself and the fastest is kept, in memory and in an on-disk JSON
+# cache keyed by GPU, Triton version and shape. Never inside CUDA-graph capture (a timed
+# launch there would be recorded into the graph): the capture test is a torch.cuda call,
+# which kernels/ does not make; fastgan registers it (set_capture_check) from outside.
+AUTOTUNE_ENV = "FASTGAN_AUTOTUNE"
+AUTOTUNE_CACHE_ENV = "FASTGAN_AUTOTUNE_CACHE"
+# Candidates timed per shape (the best by the cost model); FASTGAN_AUTOTUNE_CANDIDATES.
+AUTOTUNE_CANDIDATES = 6
+# Largest dynamic shared memory per block, by Triton target.
+SMEM_LIMITS = {"cuda_90": 227 * 1024, "cuda_80": 163 * 1024, "cuda_89": 99 * 1024, "cuda_86": 99 * 1024}
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) searched per kind.
+SEARCH = {
+    "conv": [(128, 64, 32, 8, 3), (128, 128, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 64, 8, 3),
+             (64, 64, 32, 4, 4), (256, 64, 32, 8, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3)],
+    "conv_wgrad": [(64, 64, 64, 8, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (128, 128, 32, 8, 3),
+                   (64, 64, 128, 8, 3), (128, 128, 64, 8, 3)],
+    "gemm": [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 32, 8, 3),
+             (128, 128, 64, 8, 3), (64, 64, 64, 4, 4)],
+    "gemm_wgrad": [(64, 64, 64, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (128, 128, 64, 8, 3),
+                   (64, 64, 128, 4, 3)],
+}
+
+_capture_check = None
+_tuned: dict[tuple, Tile] = {}
+
+
+def set_capture_check(fn) -> None:
+    """Register the callable that says whether the current stream is capturing a CUDA
+    graph (fastgan registers torch.cuda.is_current_stream_capturing)."""
+    global _capture_check
+    _capture_check = fn
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "0") == "1"
+
+
+def smem_bytes(tile: Tile, element_bytes: int) -> int:
+    """Shared memory of the pipelined operand tiles (the epilogue reuses it)."""
+    return tile.num_stages * (tile.BLOCK_M + tile.BLOCK_N) * tile.BLOCK_K * element_bytes
+
+
+def estimated_cost(tile: Tile, m: int, n: int, k: int, element_bytes: int, sms: int, smem_limit: int) -> float:
+    """The cost model (docs/kernels.md), in units of one tile's multiply-adds: waves of
+    programs over the SMs (as many blocks per SM as shared memory allows, at most 2 with
+    8 warps, 4 with 4), each wave costing a full tile however little of it is useful,
+    stretched by the bytes each multiply-add loads (element bytes x (1/BM + 1/BN)) over
+    the 0.05 B per multiply-add that the L2 keeps up with."""
+    programs = -(-m // tile.BLOCK_M) * -(-n // tile.BLOCK_N)
+    per_sm = max(1, min(smem_limit // max(smem_bytes(tile, element_bytes), 1), 16 // tile.num_warps))
+    waves = -(-programs // (sms * per_sm))
+    bytes_per_mac = element_bytes * (1 / tile.BLOCK_M + 1 / tile.BLOCK_N)
+    return waves * tile.BLOCK_M * tile.BLOCK_N * k / per_sm * max(1.0, bytes_per_mac / 0.05)
+
+
+def candidates(kind: str, dtype: torch.dtype, m: int, n: int, k: int, *, target: str, sms: int,
+               limit: int | None = None) -> list[Tile]:
+    """Tiles worth timing for one launch, best first by the cost model: only those whose
+    operand tiles fit the target's shared memory and whose blocks are no larger than
+    the problem (rounded up to a power of two)."""
+    element_bytes = torch.empty(0, dtype=dtype).element_size()
+    smem_limit = SMEM_LIMITS.get(target, 99 * 1024)
+    out = []
+    for bm, bn, bk, warps, stages in SEARCH[kind]:
+        tile = Tile(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=1 if kind.endswith("wgrad") else 8,
+                    num_warps=warps, num_stages=stages)
+        if smem_bytes(tile, element_bytes) > smem_limit:
+            continue
+        if bm > _bucket(m) or bn > _bucket(n) or bk > _bucket(k):
+            continue
+        out.append(tile)
+    out.sort(key=lambda t: estimated_cost(t, m, n, k, element_bytes, sms, smem_limit))
+    limit = limit or int(os.environ.get("FASTGAN_AUTOTUNE_CANDIDATES", AUTOTUNE_CANDIDATES))
+    return out[:limit]
+
+
+def cache_path(gpu: str, triton_version: str) -> str:
+    folder = os.environ.get(AUTOTUNE_CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "fastgan")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in f"{gpu}_triton-{triton_version}")
+    return os.path.join(folder, f"tiles_{safe}.json")
+
+
+def _read_cache(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: str, entries: dict) -> None:
+    """Atomic: a concurrent reader sees the old file or the new one, never half of one."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(entries, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def autotuned(kind: str, dtype: torch.dtype, m: int, n: int, k: int, *, gpu: str, triton_version: str,
+              target: str, sms: int, bench, fallback: Tile) -> Tile:
+    """The tuned tile of one launch: the cached winner for (gpu, Triton version, kind,
+    shape key), else the fastest of `candidates` as timed by bench(tile) -> ms (stored),
+    else `fallback` while a CUDA graph is being captured (nothing timed or stored)."""
+    key = f"{kind}:{shape_key(dtype, m, n, k)}"
+    memo = (gpu, triton_version, key)
+    if memo in _tuned:
+        return _tuned[memo]
+    path = cache_path(gpu, triton_version)
+    stored = _read_cache(path).get(key)
+    if stored is not None:
+        try:
+            tile = _tuned[memo] = tile_from_dict(stored, f"{path} {key}")
+            return tile
+        except ValueError:
+            pass  # a stale or foreign entry: tune again
+    if _capture_check is None or _capture_check():
+        return fallback
+    timed = [(bench(tile), i, tile) for i, tile in enumerate(candidates(kind, dtype, m, n, k, target=target, sms=sms))]
+    if not timed:
+        return fallback
+    best = min(timed)[2]
+    _tuned[memo] = best
+    entries = _read_cache(path)
+    entries[key] = best.as_dict()
+    _write_cache(path, entries)
+    return best
+
+
+def launch_timer(run):
+    """bench for pick(): tile -> median milliseconds of run(tile) (triton.testing.do_bench:
+    warm-up first, so compiling a candidate is not timed)."""
+
+    def bench(tile: Tile) -> float:
+        import triton.testing
+
+        return triton.testing.do_bench(lambda: run(tile), warmup=5, rep=25, return_mode="median")
+
+    return bench
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_identity(device_index: int) -> str:
+    """The GPU as the autotune cache names it, from Triton's driver (no torch.cuda):
+    target, SM count and memory bus width (an H100 and an H200 differ in the last)."""
+    import triton
+
+    props = triton.runtime.driver.active.utils.get_device_properties(device_index)
+    key, sms = _device_info(device_index)
+    return f"{key}-{sms}sm-{props.get('mem_bus_width', 0)}bit"

@@ -388,7 +388,7 @@ def _pixel_padded(t: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
-                   act, alpha, gain, clamp, prologue, epilogue, out_scale):
+                   act, alpha, gain, clamp, prologue, epilogue, out_scale, tile=None):
     nb, c_a, h, w = a.shape
     c_y, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = weight.shape[2], weight.shape[3]
@@ -406,7 +406,11 @@ def _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, paddin
         qh, qw, phases, taps = oh, ow, 1, kh * kw
     rows = nb * qh * qw
     # (m, n, k) of one phase's GEMM.
-    tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
+    if tile is None:
+        # With FASTGAN_AUTOTUNE=1 on a GPU: this launch, timed with each candidate tile.
+        tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a, bench=_tiles.launch_timer(
+            lambda t: _launch_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding, act, alpha,
+                                     gain, clamp, prologue, epilogue, out_scale, tile=t)))
     flat_k = c_a < tile.BLOCK_K
     pixel_channels = 0
     if flat_k and a.element_size() < 4:

@@ -152,3 +152,100 @@ def test_launches_take_their_family_precision(restore_precision_settings):
 def test_unknown_precision_family_is_an_error():
     with pytest.raises(ValueError, match="family must be one of"):
         _tiles.dot_precision(torch.float32, "attention")
+
+
+# ----------------------------------------------------------------------------- autotune
+@pytest.fixture
+def tune_env(tmp_path, monkeypatch):
+    """A fresh cache folder, an empty in-memory memo and a capture check that says no."""
+    monkeypatch.setenv(_tiles.AUTOTUNE_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_tiles, "_tuned", {})
+    monkeypatch.setattr(_tiles, "_capture_check", lambda: False)
+    return tmp_path
+
+
+FALLBACK = _tiles.Tile(BLOCK_M=128, BLOCK_N=64, BLOCK_K=32)
+SHAPE = dict(kind="conv", dtype=torch.bfloat16, m=65536, n=128, k=1024)
+WHERE = dict(gpu="cuda_90-132sm-6144bit", triton_version="3.6.0", target="cuda_90", sms=132)
+
+
+class StubTimer:
+    """bench(tile) -> ms from a table of made-up timings (the fastest: 64x64x64)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, tile):
+        self.calls.append(tile)
+        return 1.0 if (tile.BLOCK_M, tile.BLOCK_N, tile.BLOCK_K) == (64, 64, 64) else 2.0 + tile.BLOCK_M / 1000
+
+
+def test_autotune_times_the_candidates_once_and_caches_the_fastest_on_disk(tune_env):
+    timer = StubTimer()
+    best = _tiles.autotuned(**SHAPE, **WHERE, bench=timer, fallback=FALLBACK)
+    assert (best.BLOCK_M, best.BLOCK_N, best.BLOCK_K) == (64, 64, 64)
+    assert timer.calls == _tiles.candidates("conv", torch.bfloat16, 65536, 128, 1024, target="cuda_90", sms=132)
+    assert len(timer.calls) > 1
+    # Again: from memory, nothing timed.
+    assert _tiles.autotuned(**SHAPE, **WHERE, bench=timer, fallback=FALLBACK) == best
+    assert len(timer.calls) == len(_tiles.candidates("conv", torch.bfloat16, 65536, 128, 1024, target="cuda_90",
+                                                     sms=132))
+    # A new process (empty memo) reads the file, keyed by GPU, Triton version and shape.
+    path = _tiles.cache_path(WHERE["gpu"], WHERE["triton_version"])
+    assert path.startswith(str(tune_env)) and "cuda_90-132sm-6144bit" in path and "3.6.0" in path
+    assert json.loads(open(path).read()) == {"conv:bf16_m65536_n128_k1024": best.as_dict()}
+    _tiles._tuned.clear()
+    untimed = StubTimer()
+    assert _tiles.autotuned(**SHAPE, **WHERE, bench=untimed, fallback=FALLBACK) == best and not untimed.calls
+
+
+def test_autotune_keys_apart_other_gpus_versions_and_shapes(tune_env):
+    _tiles.autotuned(**SHAPE, **WHERE, bench=StubTimer(), fallback=FALLBACK)
+    for change in (dict(gpu="cuda_90-132sm-5120bit"), dict(triton_version="3.9.0")):
+        timer = StubTimer()
+        _tiles.autotuned(**SHAPE, **{**WHERE, **change}, bench=timer, fallback=FALLBACK)
+        assert timer.calls, change
+    timer = StubTimer()
+    _tiles.autotuned(**{**SHAPE, "m": 4096}, **WHERE, bench=timer, fallback=FALLBACK)
+    assert timer.calls
+
+
+def test_autotune_never_times_during_graph_capture(tune_env, monkeypatch):
+    monkeypatch.setattr(_tiles, "_capture_check", lambda: True)
+    timer = StubTimer()
+    assert _tiles.autotuned(**SHAPE, **WHERE, bench=timer, fallback=FALLBACK) == FALLBACK
+    assert not timer.calls and not list(tune_env.iterdir())
+    # Without a registered check it cannot know: it does not time either.
+    monkeypatch.setattr(_tiles, "_capture_check", None)
+    assert _tiles.autotuned(**SHAPE, **WHERE, bench=timer, fallback=FALLBACK) == FALLBACK and not timer.calls
+
+
+def test_autotune_candidates_are_pruned_statically():
+    # float32 operands: 4-byte elements, so the deepest 128x128x64 tiles exceed sm_80's 163 KB.
+    for target, limit in (("cuda_90", 227 * 1024), ("cuda_80", 163 * 1024)):
+        for kind in _tiles.KINDS:
+            tiles = _tiles.candidates(kind, torch.float32, 65536, 512, 4096, target=target, sms=132, limit=100)
+            assert tiles and all(_tiles.smem_bytes(t, 4) <= limit for t in tiles)
+    assert len(_tiles.candidates("conv", torch.float32, 65536, 512, 4096, target="cuda_80", sms=108, limit=100)) < \
+        len(_tiles.SEARCH["conv"])
+    # No block larger than the problem (rounded up to a power of two).
+    short = _tiles.candidates("conv", torch.bfloat16, 65536, 256, 20, target="cuda_90", sms=132, limit=100)
+    assert short and all(t.BLOCK_K <= 32 for t in short)
+    assert len(short) < len(_tiles.SEARCH["conv"])
+
+
+def test_autotune_without_candidates_keeps_the_table_tile(tune_env):
+    """A 3-output layer: every searched tile is wider than the problem; nothing to time."""
+    assert _tiles.candidates("conv", torch.bfloat16, 65536, 3, 48, target="cuda_90", sms=132) == []
+    timer = StubTimer()
+    assert _tiles.autotuned(**{**SHAPE, "n": 3, "k": 48}, **WHERE, bench=timer, fallback=FALLBACK) == FALLBACK
+    assert not timer.calls
+
+
+def test_pick_autotunes_only_when_asked_on_a_gpu(tune_env, monkeypatch):
+    timer = StubTimer()
+    monkeypatch.setenv(_tiles.AUTOTUNE_ENV, "1")
+    with _tiles.emulating("cuda_90", 132):
+        _tiles.pick("conv", CPU, torch.bfloat16, 65536, 128, 1024, bench=timer)
+    _tiles.pick("conv", CPU, torch.bfloat16, 65536, 128, 1024, bench=timer)
+    assert not timer.calls  # emulated or on the CPU: the tables (or interpreter tiles)
