@@ -61,8 +61,9 @@ def test_each_rule_flags_a_row():
                  registers=200, stack=0, local=0, local_stores=0, shared=200 * 1024, gemm=True, wants_mma=True,
                  mma="HGMMA", pipelined_loads=4, compile_s=0.0, problems=[])
     assert R.judge(R.Row(**clean)) == []
+    assert R.judge(R.Row(**{**clean, "stack": 8})) == []  # a frame no instruction touches
     faults = {
-        "spills": dict(stack=8), "local_stores": dict(local_stores=1),
+        "spills": dict(local=8), "local_stores": dict(local_stores=1),
         "shared memory": dict(shared=228 * 1024), "tensor-core": dict(mma="none"),
         "cp.async": dict(pipelined_loads=0),
     }
