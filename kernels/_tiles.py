@@ -5,8 +5,10 @@ Where a launch gets its tiles from:
   tiles so that few programs run (each program is a Python loop over numpy arrays);
 - on a GPU: the JSON file kernels/configs/<backend>_<arch>.json (for example
   cuda_90.json for H100/H200 class devices), written by benchmarks/tune_conv_tiles.py
-  on the device; a layer's entry is looked up by `shape_key(m, n, k)`, then the file's
-  "default"; a device without a file uses configs/default.json.
+  on the device; a layer's entry is looked up by `shape_key(m, n, k)` ("by_shape"), then
+  by operand dtype ("by_dtype": fp32 operands take twice the registers and shared
+  memory of 16-bit ones), then the file's "default"; a device without a file uses
+  configs/default.json.
 
 The device is named by its Triton target (backend and architecture), not by its
 marketing name: that comes from Triton's driver and needs no torch.cuda call (those
@@ -154,6 +156,10 @@ def parse_table(raw: dict, name: str, fallback: dict | None) -> dict:
             raise ValueError(f"configs/{name}: kind {kind!r} has no 'default' tile")
         table[kind] = {
             "default": tile_from_dict(entry["default"], f"configs/{name} {kind} default"),
+            "by_dtype": {
+                dtype: tile_from_dict(d, f"configs/{name} {kind} by_dtype {dtype}")
+                for dtype, d in entry.get("by_dtype", {}).items()
+            },
             "by_shape": {
                 key: tile_from_dict(d, f"configs/{name} {kind} {key}")
                 for key, d in entry.get("by_shape", {}).items()
@@ -248,7 +254,9 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
         table = load_table(name if name in config_names() else "default.json")[kind]
     else:
         table = load_table(table_name_for(device))[kind]
-    tile = table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
+    tile = table["by_shape"].get(shape_key(dtype, m, n, k))
+    if tile is None:
+        tile = table.get("by_dtype", {}).get(_DTYPE_NAMES[dtype], table["default"])
     if bench is not None and autotune_enabled() and emulated_gpu() is None and device.type == "cuda":
         import triton
 

@@ -17,10 +17,25 @@ def test_every_shipped_config_file_is_valid(name):
     table = _tiles.load_table(name)
     assert set(table) == set(_tiles.KINDS)
     for kind, entry in table.items():
-        for tile in [entry["default"], *entry["by_shape"].values()]:
+        for tile in [entry["default"], *entry["by_dtype"].values(), *entry["by_shape"].values()]:
             _tiles.validate(tile, f"{name} {kind}")
-        for key in entry["by_shape"]:
+        for key in [*entry["by_shape"], *entry["by_dtype"]]:
             assert key.split("_")[0] in ("fp16", "bf16", "fp32", "fp64"), key
+
+
+def test_lookup_order_is_shape_then_dtype_then_default():
+    """cuda_90.json: float32 convs take the fp32 entry (a 16-wide K block), 16-bit the
+    default; an exact shape entry would win over both."""
+    with _tiles.emulating("cuda_90", 132):
+        fp32 = _tiles.pick("conv", CPU, torch.float32, 65536, 64, 48)
+        bf16 = _tiles.pick("conv", CPU, torch.bfloat16, 65536, 64, 48)
+    table = _tiles.load_table("cuda_90.json")["conv"]
+    assert fp32 == table["by_dtype"]["fp32"] and bf16 == table["default"] and fp32 != bf16
+    raw = {kind: {"default": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}} for kind in _tiles.KINDS}
+    raw["conv"]["by_dtype"] = {"fp32": {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}}
+    raw["conv"]["by_shape"] = {"fp32_m1024_n64_k64": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64}}
+    parsed = _tiles.parse_table(raw, "x.json", None)["conv"]
+    assert parsed["by_shape"]["fp32_m1024_n64_k64"].BLOCK_M == 16 and parsed["by_dtype"]["fp32"].BLOCK_M == 32
 
 
 def test_config_files_are_installed_package_data():
