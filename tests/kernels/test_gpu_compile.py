@@ -73,3 +73,24 @@ def test_each_rule_flags_a_row():
     # sm_80 allows 163 KB; an ieee float32 GEMM (TF32 refused by PyTorch) needs no MMA.
     assert R.judge(R.Row(**{**clean, "arch": 80}))
     assert R.judge(R.Row(**{**clean, "wants_mma": False, "mma": "none"})) == []
+
+
+def test_bfloat16_cpu_launches_are_recorded_only_while_stubbed():
+    """The report records bf16 launches on CPU tensors: allowed while launches are
+    stubbed (nothing computes), still refused for a real run (the interpreter has no
+    bfloat16 math)."""
+    import torch
+
+    import fastgan
+    from fastgan import functional as FG
+    from fastgan.bench.launches import recording_launches
+    from fastgan.kernels import _common
+
+    x = torch.randn(2, 8, 6, 6, dtype=torch.bfloat16)
+    w = torch.randn(16, 8, 3, 3, dtype=torch.bfloat16)
+    with fastgan.use_backend("triton"), _common.emulating("cuda_90", 132):
+        with recording_launches(execute=False) as launches:
+            FG.conv2d_bias_act(x, w, None, padding=1, act="relu")
+        assert [launch.name for launch in launches] == ["_conv_gather_kernel"]
+        with pytest.raises(RuntimeError, match="bfloat16|TRITON_INTERPRET"):
+            FG.conv2d_bias_act(x, w, None, padding=1, act="relu")
