@@ -35,10 +35,6 @@ def _initial() -> str:
 
 
 _current = _initial()
-# True while Triton launches are stubbed out (fastgan.bench.launches with execute=False):
-# nothing is computed, so a dtype the interpreter cannot compute may pass through.
-_launches_stubbed = False
-
 
 def get_backend() -> str:
     """The backend in force: 'auto', 'triton' or 'reference'."""
@@ -68,11 +64,26 @@ def use_backend(name: str) -> Iterator[None]:
         _current = previous
 
 
+def interpreter_enabled() -> bool:
+    """True when Triton runs kernels through its CPU interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# True while Triton launches are recorded and never executed
+# (fastgan.bench.launches.recording_launches(execute=False)): no kernel computes
+# anything, so neither the interpreter nor its missing bfloat16 math matters.
+_launches_stubbed = False
+
+
+def launches_stubbed() -> bool:
+    return _launches_stubbed
+
+
 @contextlib.contextmanager
-def launches_stubbed() -> Iterator[None]:
-    """While active, backend 'triton' accepts bfloat16 CPU tensors: for code that
-    replaces every Triton launch by a no-op (launch counts, host-overhead timing), where
-    the interpreter's missing bfloat16 math is never reached. Outside it the error stays."""
+def stubbed_launches() -> Iterator[None]:
+    """Let backend 'triton' take CPU tensors of any dtype, without the interpreter, for
+    code whose every Triton launch is intercepted and not run (launch recording: the
+    static kernel report compiles what a GPU step would launch)."""
     global _launches_stubbed
     previous, _launches_stubbed = _launches_stubbed, True
     try:
@@ -81,9 +92,10 @@ def launches_stubbed() -> Iterator[None]:
         _launches_stubbed = previous
 
 
-def interpreter_enabled() -> bool:
-    """True when Triton runs kernels through its CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+def cpu_kernels_allowed() -> bool:
+    """Whether backend 'triton' may take CPU tensors: under the interpreter, or when
+    launches are stubbed out."""
+    return interpreter_enabled() or _launches_stubbed
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,7 +138,7 @@ def resolve(*tensors: torch.Tensor | None) -> str:
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError("backend 'triton' was chosen but the triton package is not installed")
-    if not on_cuda and not interpreter_enabled():
+    if not on_cuda and not cpu_kernels_allowed():
         raise RuntimeError(
             "backend 'triton' on CPU tensors needs Triton's interpreter: set "
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
@@ -141,6 +153,15 @@ def resolve(*tensors: torch.Tensor | None) -> str:
     return "triton"
 
 
+@functools.lru_cache(maxsize=1)
+def _register_capture_check() -> None:
+    """Tell the kernels' tile autotune how to see CUDA-graph capture (it must not time
+    launches then); kernels/ makes no torch.cuda call itself."""
+    from fastgan.kernels import _tiles
+
+    _tiles.set_capture_check(torch.cuda.is_current_stream_capturing)
+
+
 _modules: dict = {}
 
 
@@ -152,6 +173,8 @@ def implementation(family: str, *tensors: torch.Tensor | None):
     so that importing fastgan never compiles or imports Triton code.
     """
     package = "kernels" if resolve(*tensors) == "triton" else "reference"
+    if package == "kernels":
+        _register_capture_check()
     module = _modules.get((package, family))
     if module is None:
         module = _modules[(package, family)] = importlib.import_module(f"fastgan.{package}.{family}")

@@ -29,8 +29,9 @@ def meta(t: torch.Tensor | None):
 def _state():
     if _tiles._recorded is not None:
         return None
-    # torch.backends.cuda.matmul.allow_tf32, read without its Python attribute hook.
-    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()), torch._C._get_cublas_allow_tf32())
+    # The float32 dot precision of convs (cuDNN's setting) and linear layers (cuBLAS's).
+    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()),
+            _tiles.tf32_allowed("conv"), _tiles.tf32_allowed("linear"))
 
 
 def get(key):

@@ -5,8 +5,10 @@ Where a launch gets its tiles from:
   tiles so that few programs run (each program is a Python loop over numpy arrays);
 - on a GPU: the JSON file kernels/configs/<backend>_<arch>.json (for example
   cuda_90.json for H100/H200 class devices), written by benchmarks/tune_conv_tiles.py
-  on the device; a layer's entry is looked up by `shape_key(m, n, k)`, then the file's
-  "default"; a device without a file uses configs/default.json.
+  on the device; a layer's entry is looked up by `shape_key(m, n, k)` ("by_shape"), then
+  by operand dtype ("by_dtype": fp32 operands take twice the registers and shared
+  memory of 16-bit ones), then the file's "default"; a device without a file uses
+  configs/default.json.
 
 The device is named by its Triton target (backend and architecture), not by its
 marketing name: that comes from Triton's driver and needs no torch.cuda call (those
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 
@@ -153,6 +156,10 @@ def parse_table(raw: dict, name: str, fallback: dict | None) -> dict:
             raise ValueError(f"configs/{name}: kind {kind!r} has no 'default' tile")
         table[kind] = {
             "default": tile_from_dict(entry["default"], f"configs/{name} {kind} default"),
+            "by_dtype": {
+                dtype: tile_from_dict(d, f"configs/{name} {kind} by_dtype {dtype}")
+                for dtype, d in entry.get("by_dtype", {}).items()
+            },
             "by_shape": {
                 key: tile_from_dict(d, f"configs/{name} {kind} {key}")
                 for key, d in entry.get("by_shape", {}).items()
@@ -225,8 +232,11 @@ def force(kind: str, tile: Tile | None) -> None:
         _forced[kind] = validate(tile, f"forced {kind} tile")
 
 
-def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int) -> Tile:
-    """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k)."""
+def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, bench=None) -> Tile:
+    """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k).
+
+    bench: tile -> milliseconds of this very launch with that tile; given, on a GPU with
+    FASTGAN_AUTOTUNE=1, the tile is tuned (autotuned) instead of read from the table."""
     if _recorded is not None:
         _recorded.append((kind, shape_key(dtype, m, n, k)))
     if kind in _forced:
@@ -244,7 +254,17 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
         table = load_table(name if name in config_names() else "default.json")[kind]
     else:
         table = load_table(table_name_for(device))[kind]
-    return table["by_shape"].get(shape_key(dtype, m, n, k), table["default"])
+    tile = table["by_shape"].get(shape_key(dtype, m, n, k))
+    if tile is None:
+        tile = table.get("by_dtype", {}).get(_DTYPE_NAMES[dtype], table["default"])
+    if bench is not None and autotune_enabled() and emulated_gpu() is None and device.type == "cuda":
+        import triton
+
+        index = device.index or 0
+        key, sms = _device_info(index)
+        tile = autotuned(kind, dtype, m, n, k, gpu=gpu_identity(index), triton_version=triton.__version__,
+                         target=key, sms=sms, bench=bench, fallback=tile)
+    return tile
 
 
 def processors(device: torch.device) -> int:
@@ -271,16 +291,216 @@ def split_count(tile: Tile, device: torch.device, tiles: int, k_iters: int, min_
     return max(1, min(want, k_iters // min_iters))
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """input_precision for tl.dot on operands of `dtype`.
+# Which PyTorch setting a float32 product of each op family follows: the one the eager
+# op it replaces follows. Convolutions run on cuDNN (TF32 allowed by default),
+# linear layers on cuBLAS matmul (TF32 off by default).
+PRECISION_FAMILIES = ("conv", "linear")
 
-    float32: 'ieee' under the interpreter; on a GPU 'tf32' exactly when PyTorch allows
-    TF32 for matrix products (torch.backends.cuda.matmul.allow_tf32, False by default),
-    so a float32 model computes what the same model does with torch.matmul. 16-bit and
-    float64 operands ignore the setting ('tf32' is Triton's default value).
+
+def _fp32_precision(nodes) -> str | None:
+    """The first explicit fp32_precision ('tf32', 'ieee', ...) walking from the most
+    specific settings node to torch.backends; 'none' on every node means no TF32.
+    None when this PyTorch has no fp32_precision API (before 2.9)."""
+    if not hasattr(nodes[0], "fp32_precision"):
+        return None
+    for node in nodes:
+        value = getattr(node, "fp32_precision", "none")
+        if value != "none":
+            return value
+    return "none"
+
+
+def tf32_allowed(family: str) -> bool:
+    """Whether PyTorch lets the eager op of `family` use TF32 for float32 operands.
+
+    conv: torch.backends.cudnn.conv.fp32_precision (then cudnn, then torch.backends),
+    or on an older PyTorch torch.backends.cudnn.allow_tf32; linear:
+    torch.backends.cuda.matmul.fp32_precision (then torch.backends), or
+    torch.backends.cuda.matmul.allow_tf32. The new API is read first: PyTorch raises
+    when the legacy flag is read after the two APIs were mixed.
     """
+    backends = torch.backends
+    if family == "conv":
+        nodes = (getattr(backends.cudnn, "conv", backends.cudnn), backends.cudnn, backends)
+        precision = _fp32_precision(nodes)
+        return backends.cudnn.allow_tf32 if precision is None else precision == "tf32"
+    if family == "linear":
+        precision = _fp32_precision((backends.cuda.matmul, backends))
+        return backends.cuda.matmul.allow_tf32 if precision is None else precision == "tf32"
+    raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
+
+
+def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:
+    """input_precision for tl.dot on operands of `dtype` in an op of `family`.
+
+    float32: 'ieee' under the interpreter; on a GPU (or while emulating() one) 'tf32'
+    exactly when PyTorch allows TF32 for the eager op the kernel replaces
+    (tf32_allowed): a float32 model computes what it computes unfused, TF32 convs by
+    default like cuDNN's, ieee linear layers by default like cuBLAS's. TF32 rounds the
+    operands to 10 mantissa bits: design.md's float32 tolerance with a tf32 dot is
+    5e-3 (1e-5 with ieee). 16-bit and float64 operands ignore the setting ('tf32' is
+    Triton's default value).
+    """
+    if family not in PRECISION_FAMILIES:
+        raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
     if dtype != torch.float32:
         return "tf32"
     if interpreting() and emulated_gpu() is None:
         return "ieee"
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "tf32" if tf32_allowed(family) else "ieee"
+
+
+# ----------------------------------------------------------------------------- autotune
+# Opt-in (FASTGAN_AUTOTUNE=1) run-time selection on the device: for a launch whose
+# (kind, shape key) has no cached winner, the statically pruned candidates below are
+# timed on the launch itself and the fastest is kept, in memory and in an on-disk JSON
+# cache keyed by GPU, Triton version and shape. Never inside CUDA-graph capture (a timed
+# launch there would be recorded into the graph): the capture test is a torch.cuda call,
+# which kernels/ does not make; fastgan registers it (set_capture_check) from outside.
+AUTOTUNE_ENV = "FASTGAN_AUTOTUNE"
+AUTOTUNE_CACHE_ENV = "FASTGAN_AUTOTUNE_CACHE"
+# Candidates timed per shape (the best by the cost model); FASTGAN_AUTOTUNE_CANDIDATES.
+AUTOTUNE_CANDIDATES = 6
+# Largest dynamic shared memory per block, by Triton target.
+SMEM_LIMITS = {"cuda_90": 227 * 1024, "cuda_80": 163 * 1024, "cuda_89": 99 * 1024, "cuda_86": 99 * 1024}
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) searched per kind.
+SEARCH = {
+    "conv": [(128, 64, 32, 8, 3), (128, 128, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 64, 8, 3),
+             (64, 64, 32, 4, 4), (256, 64, 32, 8, 3), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3)],
+    "conv_wgrad": [(64, 64, 64, 8, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (128, 128, 32, 8, 3),
+                   (64, 64, 128, 8, 3), (128, 128, 64, 8, 3)],
+    "gemm": [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 32, 8, 3),
+             (128, 128, 64, 8, 3), (64, 64, 64, 4, 4)],
+    "gemm_wgrad": [(64, 64, 64, 4, 3), (128, 64, 64, 8, 3), (64, 128, 64, 8, 3), (128, 128, 64, 8, 3),
+                   (64, 64, 128, 4, 3)],
+}
+
+_capture_check = None
+_tuned: dict[tuple, Tile] = {}
+
+
+def set_capture_check(fn) -> None:
+    """Register the callable that says whether the current stream is capturing a CUDA
+    graph (fastgan registers torch.cuda.is_current_stream_capturing)."""
+    global _capture_check
+    _capture_check = fn
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "0") == "1"
+
+
+def smem_bytes(tile: Tile, element_bytes: int) -> int:
+    """Shared memory of the pipelined operand tiles (the epilogue reuses it)."""
+    return tile.num_stages * (tile.BLOCK_M + tile.BLOCK_N) * tile.BLOCK_K * element_bytes
+
+
+def estimated_cost(tile: Tile, m: int, n: int, k: int, element_bytes: int, sms: int, smem_limit: int) -> float:
+    """The cost model (docs/kernels.md), in units of one tile's multiply-adds: waves of
+    programs over the SMs (as many blocks per SM as shared memory allows, at most 2 with
+    8 warps, 4 with 4), each wave costing a full tile however little of it is useful,
+    stretched by the bytes each multiply-add loads (element bytes x (1/BM + 1/BN)) over
+    the 0.05 B per multiply-add that the L2 keeps up with."""
+    programs = -(-m // tile.BLOCK_M) * -(-n // tile.BLOCK_N)
+    per_sm = max(1, min(smem_limit // max(smem_bytes(tile, element_bytes), 1), 16 // tile.num_warps))
+    waves = -(-programs // (sms * per_sm))
+    bytes_per_mac = element_bytes * (1 / tile.BLOCK_M + 1 / tile.BLOCK_N)
+    return waves * tile.BLOCK_M * tile.BLOCK_N * k / per_sm * max(1.0, bytes_per_mac / 0.05)
+
+
+def candidates(kind: str, dtype: torch.dtype, m: int, n: int, k: int, *, target: str, sms: int,
+               limit: int | None = None) -> list[Tile]:
+    """Tiles worth timing for one launch, best first by the cost model: only those whose
+    operand tiles fit the target's shared memory and whose blocks are no larger than
+    the problem (rounded up to a power of two)."""
+    element_bytes = torch.empty(0, dtype=dtype).element_size()
+    smem_limit = SMEM_LIMITS.get(target, 99 * 1024)
+    out = []
+    for bm, bn, bk, warps, stages in SEARCH[kind]:
+        tile = Tile(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=1 if kind.endswith("wgrad") else 8,
+                    num_warps=warps, num_stages=stages)
+        if smem_bytes(tile, element_bytes) > smem_limit:
+            continue
+        if bm > _bucket(m) or bn > _bucket(n) or bk > _bucket(k):
+            continue
+        out.append(tile)
+    out.sort(key=lambda t: estimated_cost(t, m, n, k, element_bytes, sms, smem_limit))
+    limit = limit or int(os.environ.get("FASTGAN_AUTOTUNE_CANDIDATES", AUTOTUNE_CANDIDATES))
+    return out[:limit]
+
+
+def cache_path(gpu: str, triton_version: str) -> str:
+    folder = os.environ.get(AUTOTUNE_CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "fastgan")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in f"{gpu}_triton-{triton_version}")
+    return os.path.join(folder, f"tiles_{safe}.json")
+
+
+def _read_cache(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: str, entries: dict) -> None:
+    """Atomic: a concurrent reader sees the old file or the new one, never half of one."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(entries, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def autotuned(kind: str, dtype: torch.dtype, m: int, n: int, k: int, *, gpu: str, triton_version: str,
+              target: str, sms: int, bench, fallback: Tile) -> Tile:
+    """The tuned tile of one launch: the cached winner for (gpu, Triton version, kind,
+    shape key), else the fastest of `candidates` as timed by bench(tile) -> ms (stored),
+    else `fallback` while a CUDA graph is being captured (nothing timed or stored)."""
+    key = f"{kind}:{shape_key(dtype, m, n, k)}"
+    memo = (gpu, triton_version, key)
+    if memo in _tuned:
+        return _tuned[memo]
+    path = cache_path(gpu, triton_version)
+    stored = _read_cache(path).get(key)
+    if stored is not None:
+        try:
+            tile = _tuned[memo] = tile_from_dict(stored, f"{path} {key}")
+            return tile
+        except ValueError:
+            pass  # a stale or foreign entry: tune again
+    if _capture_check is None or _capture_check():
+        return fallback
+    timed = [(bench(tile), i, tile) for i, tile in enumerate(candidates(kind, dtype, m, n, k, target=target, sms=sms))]
+    if not timed:
+        return fallback
+    best = min(timed)[2]
+    _tuned[memo] = best
+    entries = _read_cache(path)
+    entries[key] = best.as_dict()
+    _write_cache(path, entries)
+    return best
+
+
+def launch_timer(run):
+    """bench for pick(): tile -> median milliseconds of run(tile) (triton.testing.do_bench:
+    warm-up first, so compiling a candidate is not timed)."""
+
+    def bench(tile: Tile) -> float:
+        import triton.testing
+
+        return triton.testing.do_bench(lambda: run(tile), warmup=5, rep=25, return_mode="median")
+
+    return bench
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_identity(device_index: int) -> str:
+    """The GPU as the autotune cache names it, from Triton's driver (no torch.cuda):
+    target, SM count and memory bus width (an H100 and an H200 differ in the last)."""
+    import triton
+
+    props = triton.runtime.driver.active.utils.get_device_properties(device_index)
+    key, sms = _device_info(device_index)
+    return f"{key}-{sms}sm-{props.get('mem_bus_width', 0)}bit"

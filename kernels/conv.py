@@ -39,8 +39,9 @@ Outputs: y, z and the input gradient are channels_last, the weight gradient cont
 in the weight's own layout, as fastgan.ops.conv's fake implementations promise.
 
 Accumulation is float32 for 16-bit and float32 operands and float64 for float64 ones
-(gradcheck runs through these kernels). float32 operands use TF32 tensor cores only
-when torch.backends.cuda.matmul.allow_tf32 is set (kernels/_tiles.dot_precision).
+(gradcheck runs through these kernels). float32 operands use TF32 tensor cores when
+PyTorch allows them for cuDNN convolutions (torch.backends.cudnn.conv.fp32_precision /
+cudnn.allow_tf32, on by default), as the eager convolution does (_tiles.dot_precision).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _conv_gather_kernel(
     sw_k, sw_n, sw_r, sw_s,
     sy_n, sy_c, sy_h, sy_w, s_bias,
     alpha, gain, clamp, out_scale,
-    TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr,
+    TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr, PIXEL_CHANNELS: tl.constexpr,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -117,7 +118,12 @@ def _conv_gather_kernel(
     """y[n, co, oh, ow] = epilogue(sum A[n, c, ih, iw] * W[c, co, r, s]) over the taps of
     one phase. A has C_A channels and spatial size H x W; y has C_Y channels, OH x OW.
     W is read through (sw_k: A's channel, sw_n: y's channel, sw_r, sw_s). With
-    PROLOGUE, A is an incoming gradient dL/dy' and s the tensor its forward saved."""
+    PROLOGUE, A is an incoming gradient dL/dy' and s the tensor its forward saved.
+    PIXEL_CHANNELS > 0 (FLAT_K only): A and s are dense channels_last with exactly that
+    many channels per pixel, a power of two >= C_A (channels from C_A on are zeros):
+    the K index then splits by a constant, and the loads of a tap's channel run are
+    provably contiguous and aligned, so the compiler pipelines them with cp.async
+    (16-bit pixels of 3 channels, 6 bytes, cannot be loaded so)."""
     phase = tl.program_id(1)
     ph_h = phase // SW
     ph_w = phase % SW
@@ -142,7 +148,10 @@ def _conv_gather_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     taps = taps_h * taps_w
     if FLAT_K:
-        iters = tl.cdiv(taps * C_A, BLOCK_K)
+        if PIXEL_CHANNELS > 0:
+            iters = tl.cdiv(taps * PIXEL_CHANNELS, BLOCK_K)
+        else:
+            iters = tl.cdiv(taps * C_A, BLOCK_K)
     else:
         chunks = tl.cdiv(C_A, BLOCK_K)
         iters = taps * chunks
@@ -150,8 +159,12 @@ def _conv_gather_kernel(
         if FLAT_K:
             # K index = tap * C_A + c: one block spans several taps (per-element taps).
             k = it * BLOCK_K + ks
-            tap = k // C_A
-            c = k - tap * C_A
+            if PIXEL_CHANNELS > 0:
+                tap = k // PIXEL_CHANNELS
+                c = k % PIXEL_CHANNELS
+            else:
+                tap = k // C_A
+                c = k - tap * C_A
             k_ok = tap < taps
             th = tap // tl.maximum(taps_w, 1)  # a phase may have no tap: then nothing is valid
             tw = tap - th * taps_w
@@ -181,15 +194,22 @@ def _conv_gather_kernel(
             r = th_b
             q = tw_b
         a_mask = row_ok[:, None] & k_ok[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
-        if PROLOGUE:
+        if PIXEL_CHANNELS > 0:
+            # sa_w == ss_w == PIXEL_CHANNELS and sa_c == ss_c == 1, as constants.
+            a_off = a_row[:, None] + ih * sa_h + iw * PIXEL_CHANNELS + c[None, :]
+            s_off = s_row[:, None] + ih * ss_h + iw * PIXEL_CHANNELS + c[None, :]
+            w_ok = k_ok & (c < C_A)  # the padding channels have no weight
+        else:
+            a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
             s_off = s_row[:, None] + ih * ss_h + iw * ss_w + c[None, :] * ss_c
+            w_ok = k_ok
+        if PROLOGUE:
             a = gradient_operand(a_ptr, s_ptr, a_off, s_off, a_mask, alpha, gain, clamp,
                                  ACT, HAS_CLAMP, True, ACC_DTYPE).to(w_ptr.dtype.element_ty)
         else:
             a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
         b_off = c[:, None] * sw_k + r * sw_r + q * sw_s + cols[None, :] * sw_n
-        b = tl.load(w_ptr + b_off, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        b = tl.load(w_ptr + b_off, mask=w_ok[:, None] & col_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + cols[None, :] * sy_c
@@ -382,7 +402,8 @@ def _plan_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prol
     tile = _tiles.pick("gemm", a.device, a.dtype, nb, n, c_a)
     args = KL._gemm_args(s, weight, bias, z, None, nb, n, c_a, (a.stride(0), a.stride(1)),
                          (s.stride(0), s.stride(1)) if s is not None else (0, 0), (w_stride, 1), (y_stride, 1),
-                         act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile)
+                         act, alpha, gain, clamp, prologue=prologue, epilogue=epilogue, out_scale=out_scale, tile=tile,
+                         precision_family="conv")
 
     def launch(a, s, weight, bias, out, z):
         w_mat = weight.contiguous(memory_format=torch.channels_last).as_strided((c_a, n), (w_stride, 1))
@@ -394,8 +415,19 @@ def _plan_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prol
     return launch
 
 
+def _pixel_padded(t: torch.Tensor, channels: int) -> torch.Tensor:
+    """t as dense channels_last with `channels` channels per pixel (zeros beyond t's):
+    t itself when it already is (see PIXEL_CHANNELS in _conv_gather_kernel). A 16-bit
+    operand of fewer than 4 channels costs one copy the size of t."""
+    nb, c, h, w = t.shape
+    if c == channels and t.stride() == (h * w * c, 1, w * c, c):
+        return t
+    nhwc = torch.nn.functional.pad(t.permute(0, 2, 3, 1), (0, channels - c))
+    return nhwc.permute(0, 3, 1, 2)
+
+
 def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
-                 act, alpha, gain, clamp, prologue, epilogue, out_scale):
+                 act, alpha, gain, clamp, prologue, epilogue, out_scale, tile=None):
     """The launch of the gather kernel (or of the single-pixel GEMM) for these
     arguments, as a function of the tensors (a, s, weight, bias, out, z): tile, grid
     and every scalar argument are worked out here, once per call signature."""
@@ -417,8 +449,20 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
         qh, qw, phases, taps = oh, ow, 1, kh * kw
     rows = nb * qh * qw
     # (m, n, k) of one phase's GEMM.
-    tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a)
+    if tile is None:
+        # With FASTGAN_AUTOTUNE=1 on a GPU: this launch, timed with each candidate tile.
+        def timed(t):
+            o = torch.empty_like(out, device=a.device)
+            oz = None if z is None else torch.empty_like(z, device=a.device)
+            _plan_gather(a, s, weight, bias, o, oz, kernel_transposed, stride, padding, act, alpha,
+                         gain, clamp, prologue, epilogue, out_scale, tile=t)(a, s, weight, bias, o, oz)
+
+        tile = _tiles.pick("conv", a.device, a.dtype, rows, c_y, taps * c_a, bench=_tiles.launch_timer(timed))
     flat_k = c_a < tile.BLOCK_K
+    pixel_channels = 0
+    if flat_k and a.element_size() < 4:
+        pixel_channels = triton.next_power_of_2(c_a)
+        a, s = _pixel_padded(a, pixel_channels), None if s is None else _pixel_padded(s, pixel_channels)
     s_ = s if s is not None else a
     grid = (cdiv(rows, tile.BLOCK_M) * cdiv(c_y, tile.BLOCK_N), phases)
     scalars = (
@@ -430,10 +474,10 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
         float(alpha), float(gain), clamp_arg(clamp, act, s), float(out_scale),
     )
     constexprs = dict(
-        TRANSPOSED=kernel_transposed, FLAT_K=flat_k,
+        TRANSPOSED=kernel_transposed, FLAT_K=flat_k, PIXEL_CHANNELS=pixel_channels,
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
-        ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype),
+        ACC_DTYPE=acc_type(a.dtype), DOT_PRECISION=_tiles.dot_precision(a.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
@@ -441,6 +485,8 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
     def launch(a, s, weight, bias, out, z):
         if repack:
             weight = weight.contiguous(memory_format=torch.channels_last)
+        if pixel_channels:
+            a, s = _pixel_padded(a, pixel_channels), None if s is None else _pixel_padded(s, pixel_channels)
         _conv_gather_kernel[grid](
             a, s if s is not None else a, weight, bias if bias is not None else out, out,
             z if z is not None else out, *scalars, **constexprs,
@@ -594,7 +640,7 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
         TRANSPOSED=bool(transposed), FLAT_N=flat_n,
         ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),
         SPLIT_W=split > 1, SPLIT_B=split_b,
-        ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype),
+        ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
         **tile.launch_options(),
     )

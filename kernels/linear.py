@@ -13,7 +13,9 @@ weight-gradient programs of column tile 0 load anyway: no separate pass over dL/
 Every operand is read through its strides (no copies); outputs are contiguous, as
 fastgan.ops.linear's fake implementations promise. Reductions shorter than BLOCK_K
 (a 3-feature input, say) are padded with masked zeros up to the block: tl.dot needs
-K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes).
+K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
+float32 operands use TF32 when PyTorch allows it for matmuls
+(torch.backends.cuda.matmul.fp32_precision / allow_tf32, off by default), as F.linear.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def _check_2d(op, **tensors):
 
 def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
                act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
-               split_stride=0, tile=None):
+               split_stride=0, tile=None, precision_family="linear"):
     """(grid, scalar arguments, constexpr arguments) of a _gemm_kernel launch: all but
     the tensors, which _launch_gemm passes in the kernel's order."""
     grid = (cdiv(m, tile.BLOCK_M) * cdiv(n, tile.BLOCK_N), split)
@@ -134,7 +136,7 @@ def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, 
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
         ROW_SUM=rowsum is not None, SPLIT_SUM=split > 1,
-        ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype),
+        ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype, precision_family),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
@@ -155,9 +157,10 @@ def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=N
 
 def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
             act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
-            split_stride=0, tile=None, split_out=None, rowsum_out=None):
+            split_stride=0, tile=None, split_out=None, rowsum_out=None, precision_family="linear"):
     args = _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c, act, alpha, gain,
-                      clamp, prologue, epilogue, out_scale, split, iters_per_split, split_stride, tile)
+                      clamp, prologue, epilogue, out_scale, split, iters_per_split, split_stride, tile,
+                      precision_family)
     _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out, rowsum_out)
 
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._backend import interpreter_enabled, use_backend
+from .._backend import cpu_kernels_allowed, use_backend
 from . import measure
 from .flops import count_flops
 
@@ -170,7 +170,7 @@ def skip_reason(provider: str, device) -> str | None:
 def fastgan_backend(device) -> str:
     """The backend the fastgan provider runs: the Triton kernels on a GPU (and on a CPU
     under Triton's interpreter), else the PyTorch reference."""
-    return "triton" if measure.is_cuda(device) or interpreter_enabled() else "reference"
+    return "triton" if measure.is_cuda(device) or cpu_kernels_allowed() else "reference"
 
 
 def wrap(provider: str, module: nn.Module) -> nn.Module:

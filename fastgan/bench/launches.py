@@ -14,6 +14,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .._backend import stubbed_launches
+
 
 @dataclass
 class Launch:
@@ -34,11 +36,9 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
     block. execute=False replaces every launch by a no-op: outputs keep whatever the
     launchers allocated them with (so results are meaningless), but the host-side work
     (dispatch, checks, planning, allocation) runs exactly as in a real step. Since
-    nothing is computed, backend 'triton' then also takes bfloat16 CPU tensors (a step
-    with bf16 tiles as on a GPU can be counted and timed on a CPU)."""
+    nothing is computed, backend 'triton' then accepts CPU tensors of any dtype without
+    the interpreter (fastgan._backend.stubbed_launches)."""
     from triton.runtime.jit import KernelInterface
-
-    from .._backend import launches_stubbed
 
     launches: list[Launch] = []
     original = KernelInterface.__getitem__
@@ -54,7 +54,7 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
 
     KernelInterface.__getitem__ = getitem
     try:
-        with contextlib.nullcontext() if execute else launches_stubbed():
+        with contextlib.nullcontext() if execute else stubbed_launches():
             yield launches
     finally:
         KernelInterface.__getitem__ = original

@@ -62,10 +62,17 @@ for _name, _tr, _xs, _ws, _s, _p in layer_shapes(batch=4):
 def _compiled_kernels():
     if interpreting():
         pytest.fail("the GPU sweep tests compiled kernels: run it with TRITON_INTERPRET=0")
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # float32: ieee dots, tolerance 1e-5
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    _allow_tf32(False)  # float32: ieee dots, tolerance 1e-5
     yield
-    torch.backends.cuda.matmul.allow_tf32 = before
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def _allow_tf32(allowed: bool) -> None:
+    """Both settings the kernels follow (kernels/_tiles.tf32_allowed): convs follow
+    cuDNN's, linear layers cuBLAS matmul's."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
 
 
 def _check(fast, plain, linear_part, act, inputs, dtype, rand, factor=1.0):
@@ -145,9 +152,9 @@ def test_default_lookup_on_this_device(dtype):
 
 
 def test_float32_with_tf32_allowed():
-    """torch.backends.cuda.matmul.allow_tf32 switches the float32 dots to TF32; design.md
-    allows 5e-3 then (500 x the ieee tolerance of 1e-5)."""
-    torch.backends.cuda.matmul.allow_tf32 = True
+    """TF32 allowed (PyTorch's default for convolutions) switches the float32 dots to
+    TF32; design.md allows 5e-3 then (500 x the ieee tolerance of 1e-5)."""
+    _allow_tf32(True)
     for i, case in enumerate(CONV_CASES):
         _run_conv(case, torch.float32, channels_last=True, seed=200 + i, factor=500)
     _run_linear(torch.float32, seed=200, factor=500)
