@@ -422,7 +422,9 @@ def _pixel_padded(t: torch.Tensor, channels: int) -> torch.Tensor:
     nb, c, h, w = t.shape
     if c == channels and t.stride() == (h * w * c, 1, w * c, c):
         return t
-    nhwc = torch.nn.functional.pad(t.permute(0, 2, 3, 1), (0, channels - c))
+    # A fresh buffer: F.pad with nothing to pad may hand back t's own (NCHW) view.
+    nhwc = t.new_zeros((nb, h, w, channels))
+    nhwc[..., :c] = t.permute(0, 2, 3, 1)
     return nhwc.permute(0, 3, 1, 2)
 
 
