@@ -1,4 +1,4 @@
-"""`fastgan eval`: offline scores of a checkpoint's samples; `fastgan eval recsys` is fastgan.recsys.command."""
+"""`fastgan eval`: offline scores of a checkpoint's samples; `fastgan eval recsys` is eval_recsys.py."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ def add_eval(subparsers) -> None:
     p.add_argument("--no-ema", action="store_true", help="score the trained generator, not its moving average")
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default 1 on CPU)")
-    from ..recsys import command as recsys_command
+    from . import eval_recsys
 
     targets = p.add_subparsers(dest="eval_target", metavar="recsys", prog="fastgan eval", parser_class=Parser)
     recsys = targets.add_parser("recsys", help="CFGAN against TopPop and EASE on MovieLens-100K or your interactions",
-                                description=recsys_command.DESCRIPTION)
-    recsys_command.add_arguments(recsys)
+                                description=eval_recsys.DESCRIPTION)
+    eval_recsys.add_arguments(recsys)
 
 
 def run_eval(args) -> int:
@@ -36,14 +36,14 @@ def run_eval(args) -> int:
     import torch
 
     from .._provenance import provenance
-    from ..recsys import command as recsys_command
+    from . import eval_recsys
     from ..train import checkpoint as ckpt
     from ..train import evaluation
 
     if args.eval_target == "recsys":
         if args.ckpt is not None:
             raise UsageError("fastgan eval recsys: error: argument --ckpt: scores a checkpoint; leave it out for recsys")
-        return recsys_command.run(args)
+        return eval_recsys.run(args)
     if args.ckpt is None:
         raise UsageError("fastgan eval: error: give --ckpt (a checkpoint or run directory), or `fastgan eval recsys`")
     args.seeds = 3 if args.seeds is None else args.seeds

@@ -18,10 +18,10 @@ import time
 import torch
 
 from .._provenance import provenance
-from ..cli.arguments import EXIT_USAGE, Parser, UsageError, device_spec, nonneg_float, nonneg_int, positive_int
-from .cfgan import CFGANConfig
-from .data import MOVIELENS_100K, load_interactions, load_user_features
-from .protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
+from .arguments import EXIT_USAGE, Parser, UsageError, device_spec, nonneg_float, nonneg_int, positive_int
+from ..recsys.cfgan import CFGANConfig
+from ..recsys.data import MOVIELENS_100K, load_interactions, load_user_features
+from ..recsys.protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
 
 
 DESCRIPTION = ("Top-k recommendation quality of CFGAN (a conditional GAN on fastgan's fused blocks) against TopPop "
