@@ -208,7 +208,7 @@ c10::Device choose_device(const std::optional<std::string>& text, const PackageI
 }
 
 // ------------------------------------------------------------------ the condition
-// The rules and messages of `fastgan sample --cond` (fastgan/cli.py: parse_condition).
+// The rules and messages of `fastgan sample --cond` (fastgan/cli/sample.py: parse_condition).
 std::optional<at::Tensor> parse_condition(const std::optional<std::string>& text, const PackageInfo& info, int64_t n) {
   const std::string& kind = info.cond_kind;
   const int64_t size = info.cond_size;

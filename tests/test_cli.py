@@ -163,7 +163,8 @@ def test_attribute_runs_and_sampling_by_name(tmp_path, capsys, monkeypatch):
 
 
 def test_parse_condition_for_each_kind():
-    from fastgan.cli import UsageError, parse_condition
+    from fastgan.cli import UsageError
+    from fastgan.cli.sample import parse_condition
 
     assert parse_condition("7", "user", 100, None).tolist() == [7]
     assert parse_condition("3", "label", 10, [str(i) for i in range(10)]).tolist() == [3]

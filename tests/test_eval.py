@@ -10,7 +10,8 @@ from PIL import Image
 from torch import nn
 
 from fastgan import metrics as M
-from fastgan.cli import _given_options, build_parser, main
+from fastgan.cli import build_parser, main
+from fastgan.cli.train import given_options
 from fastgan.data import digits
 from fastgan.train import evaluation, load_generator
 from fastgan.train.recipes import resolve
@@ -33,7 +34,7 @@ def test_eval_of_a_ring_checkpoint_matches_scoring_its_generator_by_hand(tmp_pat
     assert record["command"] == "fastgan eval --ckpt ring --seeds 1" and record["commit"] is not None
     # The recorded training command trains exactly this run again.
     stored = torch.load(tmp_path / "ring" / "checkpoint.pt", weights_only=True)["config"]["run"]["options"]
-    again = resolve(_given_options(build_parser().parse_args(record["train_command"].split()[1:])))
+    again = resolve(given_options(build_parser().parse_args(record["train_command"].split()[1:])))
     assert record["train_command"].startswith("fastgan train --data ring ") and "--steps 3" in record["train_command"]
     assert {k: v for k, v in again.items() if k != "no_progress"} == {k: v for k, v in stored.items()}
 

@@ -13,7 +13,7 @@ from fastgan.metrics import ranking_metrics
 from fastgan.nn import LinearAct
 from fastgan.recsys import CFGAN, EASE, CFGANConfig, evaluate_seed, split_per_user
 from fastgan.recsys.cfgan import _sample_negatives
-from fastgan.recsys.command import main
+from fastgan.cli.eval_recsys import main
 from fastgan.recsys.protocol import VALID_SEED_OFFSET
 from recsys_data import clustered_interactions
 

@@ -1,5 +1,5 @@
 import sys
 
-from .command import main
+from ..cli.eval_recsys import main
 
 sys.exit(main())

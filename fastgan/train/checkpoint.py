@@ -73,3 +73,48 @@ def load_generator(path, *, ema: bool = True, device="cpu"):
     weights = state["generator_ema"] if ema and state.get("generator_ema") is not None else state["generator"]
     generator.load_state_dict(weights)
     return generator.to(device).eval(), state
+
+
+def pack(*, step: int, d_steps: int, config: dict, generator, discriminator, ema, g_optimizer, d_optimizer,
+         noise: torch.Generator, order) -> dict:
+    """A Trainer's state in the layout above. ema: the EMA or None; noise: the generator
+    of the training noise; order: the data order (its state_dict())."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": step,
+        "d_steps": d_steps,
+        "config": config,
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+        "generator_ema": ema.state_dict() if ema is not None else None,
+        "ema_updates": ema.updates if ema is not None else 0,
+        "g_optimizer": g_optimizer.state_dict(),
+        "d_optimizer": d_optimizer.state_dict(),
+        "rng": rng_state(noise, order),
+    }
+
+
+def rng_state(noise: torch.Generator, order) -> dict:
+    """Every random stream a run draws from: torch's, CUDA's, the noise's, the data order's."""
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda_states, "noise": noise.get_state(),
+            "order": order.state_dict()}
+
+
+def restore_rng(rng: dict, noise: torch.Generator, order) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    noise.set_state(rng["noise"])
+    order.load_state_dict(rng["order"])
+
+
+def load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load an optimizer's state; how its update runs (fused, foreach, capturable) stays
+    this optimizer's choice, not that of the run that wrote the checkpoint (a run may
+    resume with or without CUDA graphs, or on another device)."""
+    how = ("fused", "foreach", "capturable")
+    groups = [dict(saved_group, **{k: group[k] for k in how if k in group})
+              for saved_group, group in zip(saved["param_groups"], opt.param_groups)]
+    opt.load_state_dict(dict(saved, param_groups=groups + saved["param_groups"][len(groups):]))

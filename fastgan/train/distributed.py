@@ -1,13 +1,16 @@
 """torch.distributed for the Trainer: started by torchrun (WORLD_SIZE, RANK, LOCAL_RANK
-in the environment) with NCCL on GPUs and gloo on CPUs."""
+in the environment) with NCCL on GPUs and gloo on CPUs; how a global batch splits over
+the processes and micro-batches, and the DDP wrapper."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,36 @@ def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+def split_batch(batch_size: int, world: World, accumulate: int) -> tuple[int, int]:
+    """(samples per process, samples per micro-batch) of a global batch split evenly over
+    the processes and, within each, into `accumulate` micro-batches."""
+    per_process, rest = divmod(batch_size, world.size)
+    if rest or per_process % accumulate:
+        raise ValueError(
+            f"batch_size {batch_size} must split evenly over {world.size} process(es) x {accumulate} "
+            f"accumulation step(s)"
+        )
+    return per_process, per_process // accumulate
+
+
+def process_share(world: World, local_batch: int) -> slice:
+    """This process's rows of a tensor drawn for the whole global batch."""
+    return slice(world.rank * local_batch, (world.rank + 1) * local_batch)
+
+
+def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+    """The module that training calls: DistributedDataParallel under torchrun (it
+    all-reduces the gradients), else the model itself."""
+    if not world.distributed:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def micro_batches(accumulate: int, model: nn.Module, world: World):
+    """(index, sync context) per micro-batch: DDP all-reduces only on the last."""
+    for i in range(accumulate):
+        sync = i == accumulate - 1 or not world.distributed
+        yield i, (contextlib.nullcontext() if sync else model.no_sync())

@@ -107,17 +107,19 @@ def _format(result: dict, backend: str) -> str:
 
 def main(argv=None) -> int:
     from .. import cli
+    from ..cli import arguments
+    from ..cli.train import given_options
 
-    parser = cli._Parser(
+    parser = arguments.Parser(
         prog="python -m fastgan.train.parity", description=__doc__.split("\n\n")[0],
         epilog="Every other option is a `fastgan train` option (see fastgan train -h).", allow_abbrev=False,
     )
     parser.add_argument("--backend", choices=[b for b in BACKENDS if b != "reference"], default="triton",
                         help="the backend compared with the reference (default: triton)")
-    parser.add_argument("--noise-seeds", type=cli._nonneg_int, default=2,
+    parser.add_argument("--noise-seeds", type=arguments.nonneg_int, default=2,
                         help="reference runs at other seeds that measure training noise (default 2)")
-    parser.add_argument("--eval-seeds", type=cli._positive_int, default=3, help="noise seeds of the scoring (default 3)")
-    parser.add_argument("--loss-rtol", type=cli._nonneg_float, default=1e-3,
+    parser.add_argument("--eval-seeds", type=arguments.positive_int, default=3, help="noise seeds of the scoring (default 3)")
+    parser.add_argument("--loss-rtol", type=arguments.nonneg_float, default=1e-3,
                         help="relative tolerance of the first step's losses (default 1e-3)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     try:
@@ -126,12 +128,12 @@ def main(argv=None) -> int:
     except cli.UsageError as error:
         print(str(error).splitlines()[0].replace("fastgan train", parser.prog), file=sys.stderr)
         return cli.EXIT_USAGE
-    options = cli._given_options(train_args)
+    options = given_options(train_args)
     for name in ("resume", "out"):
         if getattr(train_args, name):
             print(f"{parser.prog}: error: argument --{name}: parity runs train in memory; leave it out", file=sys.stderr)
             return cli.EXIT_USAGE
-    cli._set_threads(options)
+    arguments.set_threads(options)
     eval_seeds = tuple(range(own.eval_seeds))
     try:
         runs = {"reference": train_and_score(options, "reference", eval_seeds=eval_seeds)}

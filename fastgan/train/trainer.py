@@ -6,16 +6,16 @@ processes of a torchrun launch and, within each, into `accumulate` micro-batches
 gradients add up before the optimizer step; indices and noise are drawn for the whole
 global batch in every process, so the samples a step sees do not depend on how many
 processes share it.
+
+This file is the loop and the steps; what it works with lives beside it, each usable
+alone: checkpoint.py (the checkpoint's layout and what restoring one means),
+signals.py (stopping on SIGINT/SIGTERM), distributed.py (processes, batch split, DDP)
+and run_log.py (metrics.jsonl, progress bar, sample grid and plots).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,16 +25,14 @@ from torch import nn
 from ..nn import GANLoss
 from ..reference.loss import KINDS
 from . import checkpoint as ckpt
-from . import plots
-from .distributed import all_reduce_sum, barrier, setup
+from . import distributed, run_log
 from .cuda_graph import CapturedStep, cuda_graph_unsupported
 from .ema import EMA
 from .order import BatchOrder
+from .run_log import GRID_COLUMNS
+from .signals import StopSignals
 
 
-GRID_COLUMNS = 10
-MAX_GRID_ROWS = 16  # image grids: one row per class, at most this many
-MAX_PLOT_GROUPS = 64  # vector plots: one colour per class (the 25 modes of the grid toy)
 GRAPH_WARMUP = 3  # eager runs of each kind of step before its CUDA graph is captured
 
 
@@ -107,14 +105,8 @@ class Trainer:
             raise ValueError("data is empty")
         _check("cuda_graph", cuda_graph, isinstance(cuda_graph, bool), "True or False")
 
-        self.world, self.device = setup(device)
-        per_process, rest = divmod(batch_size, self.world.size)
-        if rest or per_process % accumulate:
-            raise ValueError(
-                f"batch_size {batch_size} must split evenly over {self.world.size} process(es) x {accumulate} "
-                f"accumulation step(s)"
-            )
-        self.local_batch, self.micro_batch = per_process, per_process // accumulate
+        self.world, self.device = distributed.setup(device)
+        self.local_batch, self.micro_batch = distributed.split_batch(batch_size, self.world, accumulate)
         self.amp = self.device.type == "cuda" if amp == "auto" else bool(amp)
         if cuda_graph:
             _check_graphable(generator, discriminator)
@@ -140,12 +132,8 @@ class Trainer:
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, **adam)
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, **adam)
         self.ema = EMA(self.G, self.settings["ema"]) if self.settings["ema"] > 0 else None
-        if self.world.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
-            self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
-        else:
-            self.G_train, self.D_train = self.G, self.D
+        self.G_train = distributed.wrap(self.G, self.world, self.device)
+        self.D_train = distributed.wrap(self.D, self.world, self.device)
 
         self.order = BatchOrder(len(data), seed)
         self.noise = torch.Generator(device=self.device).manual_seed(seed + 1)
@@ -153,7 +141,7 @@ class Trainer:
         self.d_steps = 0
         self.history: list[dict] = []
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._stop_signal = None
+        self._stop = StopSignals()
         self._pending: list[torch.Tensor] = []
         self._grid = None
         self._saved = None  # (path, step) of the last checkpoint written or loaded
@@ -173,7 +161,7 @@ class Trainer:
     def _global_noise(self) -> torch.Tensor:
         """This process's share of noise drawn for the whole global batch."""
         z = torch.randn(self.settings["batch_size"], self.latent_dim, generator=self.noise, device=self.device)
-        return z[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+        return z[distributed.process_share(self.world, self.local_batch)]
 
     def _to_device(self, idx: torch.Tensor) -> torch.Tensor:
         """Indices for data that lives on the device: through pinned memory without
@@ -183,11 +171,7 @@ class Trainer:
         return idx.pin_memory().to(self.device, non_blocking=True)
 
     def _micro_batches(self, model):
-        """(index, sync context) per micro-batch: DDP all-reduces only on the last."""
-        n = self.settings["accumulate"]
-        for i in range(n):
-            sync = i == n - 1 or not self.world.distributed
-            yield i, (contextlib.nullcontext() if sync else model.no_sync())
+        return distributed.micro_batches(self.settings["accumulate"], model, self.world)
 
     def _r1_pattern(self) -> tuple[bool, ...]:
         """Which of this step's D updates apply the lazy R1 penalty (host-known)."""
@@ -200,7 +184,7 @@ class Trainer:
         reals, conds, zs = [], [], []
         for _ in range(self.settings["n_critic"]):
             idx = self.order.next(self.settings["batch_size"])
-            idx = idx[self.world.rank * self.local_batch:(self.world.rank + 1) * self.local_batch]
+            idx = idx[distributed.process_share(self.world, self.local_batch)]
             real, c = self.data[self._to_device(idx)]
             reals.append(real)
             conds.append(c)
@@ -318,18 +302,15 @@ class Trainer:
         _int("steps", steps, 0)
         if self.run_dir is not None and self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._trim_metrics()
+            history = run_log.trim_metrics(self.run_dir, self.step)
+            if history is not None:
+                self.history = history
         progress = None
         if self.progress and self.world.is_main:
-            from tqdm.auto import tqdm
-
-            # Redrawn 10 times a second on a terminal; in a log file, a line every 30 s.
-            interactive = sys.stderr.isatty()
-            progress = tqdm(total=steps, initial=self.step, unit="step", dynamic_ncols=True, desc="train",
-                            mininterval=0.1 if interactive else 30.0)
+            progress = run_log.progress_bar(steps, self.step)
         start_step, start = self.step, time.perf_counter()
         self._interval_start = (self.step, start)
-        previous = self._install_signal_handlers()
+        self._stop.install()
         try:
             while self.step < steps:
                 self._pending.append(torch.stack(list(self.train_step().values())).detach())
@@ -338,7 +319,7 @@ class Trainer:
                 s = self.step
                 at_checkpoint = s % self.settings["checkpoint_every"] == 0 or s == steps
                 at_sample = s % self.settings["sample_every"] == 0 or s == steps
-                stop_now = self._stop_signal is not None and not self.world.distributed
+                stop_now = self._stop.requested and not self.world.distributed
                 if s % self.settings["log_every"] == 0 or at_checkpoint or at_sample or stop_now:
                     record, stop = self._flush_metrics()  # raises on a non-finite loss
                     if progress is not None:
@@ -352,11 +333,11 @@ class Trainer:
         finally:
             if progress is not None:
                 progress.close()
-            self._restore_signal_handlers(previous)
+            self._stop.restore()
         seconds = time.perf_counter() - start
         done = self.step - start_step
-        name = signal.Signals(self._stop_signal).name if self._stop_signal is not None else None
-        return {"step": self.step, "seconds": seconds, "steps_per_s": done / seconds if seconds > 0 else 0.0, "interrupted": name}
+        return {"step": self.step, "seconds": seconds, "steps_per_s": done / seconds if seconds > 0 else 0.0,
+                "interrupted": self._stop.name}
 
     def _flush_metrics(self) -> tuple[dict, bool]:
         """Average the losses since the last flush (one device sync), stop on a
@@ -364,9 +345,9 @@ class Trainer:
         values = torch.stack(self._pending)
         self._pending = []
         bad = (~torch.isfinite(values)).any(dim=1)
-        stop = torch.tensor([0.0 if self._stop_signal is None else 1.0], device=self.device)
+        stop = torch.tensor([1.0 if self._stop.requested else 0.0], device=self.device)
         packed = torch.cat([values.sum(0), bad.any().float().reshape(1), stop])
-        packed = all_reduce_sum(packed, self.world)
+        packed = distributed.all_reduce_sum(packed, self.world)
         values_mean = packed[:3] / (len(values) * self.world.size)
         if packed[3] > 0:
             # The first bad step of this process (the interval's first step if only
@@ -381,14 +362,11 @@ class Trainer:
         rate = steps_done / max(now - self._interval_start[1], 1e-9)
         self._interval_start = (self.step, now)
         d_loss, g_loss, r1 = (float(v) for v in values_mean.cpu())
-        record = {"step": self.step, "d_loss": d_loss, "g_loss": g_loss}
-        if self.settings["r1"] > 0:
-            record["r1"] = r1
-        record.update(steps_per_s=rate, images_per_s=rate * self.settings["batch_size"] * self.settings["n_critic"])
+        record = run_log.metrics_record(self.step, d_loss, g_loss, r1 if self.settings["r1"] > 0 else None, rate,
+                                        images_per_step=self.settings["batch_size"] * self.settings["n_critic"])
         self.history.append(record)
         if self.run_dir is not None and self.world.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            run_log.append_metrics(self.run_dir, record)
         return record, bool(packed[4] > 0)
 
     def _last_checkpoint_text(self) -> str:
@@ -397,69 +375,13 @@ class Trainer:
         path, step = self._saved
         return f"The last good checkpoint, {path} (step {step}), is kept."
 
-    def _trim_metrics(self) -> None:
-        """On resume, keep only the metrics up to the checkpoint's step (later ones are
-        about to be redone) and take them as the loss curve's history."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        self.history = [r for r in records if r["step"] <= self.step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        previous = {}
-
-        def request_stop(signum, frame):
-            self._stop_signal = signum
-            # A second signal acts as usual (Ctrl-C twice kills a stuck run).
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, request_stop)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous) -> None:
-        for sig, handler in (previous or {}).items():
-            signal.signal(sig, handler)
-
     # ------------------------------------------------------------------ samples
     def grid_conditions(self):
-        """(conditions, row labels) of the sample grid: every class (at most 16 rows of
-        images, 64 groups of vectors), else
-        the first distinct user ids or attribute vectors of the data; None when
-        unconditional."""
-        if self._grid is not None:
-            return self._grid
-        cond = getattr(self.data, "cond", None)
-        kind = getattr(self.G, "cond_kind", "none")
-        names = getattr(self.data, "cond_names", None)
-        if kind == "none" or cond is None:
-            self._grid = (None, None)
-        elif kind == "label":
-            cap = MAX_GRID_ROWS if getattr(self.data, "is_image", True) else MAX_PLOT_GROUPS
-            rows = torch.arange(min(self.G.cond_size, cap), device=self.device)
-            labels = [names[i] if names else str(i) for i in rows.tolist()]
-            self._grid = (rows, labels)
-        else:
-            distinct = []
-            for row in cond[: 10_000]:
-                if not any(torch.equal(row, seen) for seen in distinct):
-                    distinct.append(row)
-                if len(distinct) == 8:
-                    break
-            rows = torch.stack(distinct)
-            if kind == "user":
-                labels = [f"user {int(u)}" for u in rows]
-            else:
-                labels = [_describe_attributes(r, names) for r in rows]
-            self._grid = (rows, labels)
+        """(conditions, row labels) of the sample grid (run_log.grid_conditions: every
+        class, else the first distinct users or attribute vectors; (None, None) when
+        unconditional), chosen once per Trainer."""
+        if self._grid is None:
+            self._grid = run_log.grid_conditions(self.data, self.G, self.device)
         return self._grid
 
     @torch.no_grad()
@@ -487,44 +409,15 @@ class Trainer:
         if self.run_dir is None or not self.world.is_main:
             return
         samples, labels = self.sample_grid()
-        if samples.dim() == 5:  # images [rows, columns, C, H, W]
-            plots.image_grid(samples, self.run_dir / "samples.png", row_labels=labels)
-        else:
-            real = getattr(self.data, "x", None)
-            real = real[:2000] if real is not None and real.dim() == 2 else None
-            plots.vector_plot(samples, self.run_dir / "samples.png", row_labels=labels, real=real)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
-        (self.run_dir / "samples" / f"step_{self.step:06d}.png").write_bytes((self.run_dir / "samples.png").read_bytes())
-        if self.history:
-            plots.loss_curve(self.history, self.run_dir / "losses.png")
+        run_log.write_pictures(self.run_dir, self.step, samples, labels, self.data, self.history)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        return {
-            "format": ckpt.FORMAT,
-            "version": ckpt.VERSION,
-            "step": self.step,
-            "d_steps": self.d_steps,
-            "config": {
-                "generator": self.G.config(),
-                "discriminator": self.D.config(),
-                "trainer": dict(self.settings),
-                "run": self.user_config,
-            },
-            "generator": self.G.state_dict(),
-            "discriminator": self.D.state_dict(),
-            "generator_ema": self.ema.state_dict() if self.ema is not None else None,
-            "ema_updates": self.ema.updates if self.ema is not None else 0,
-            "g_optimizer": self.g_opt.state_dict(),
-            "d_optimizer": self.d_opt.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": cuda_states,
-                "noise": self.noise.get_state(),
-                "order": self.order.state_dict(),
-            },
-        }
+        config = {"generator": self.G.config(), "discriminator": self.D.config(), "trainer": dict(self.settings),
+                  "run": self.user_config}
+        return ckpt.pack(step=self.step, d_steps=self.d_steps, config=config, generator=self.G,
+                         discriminator=self.D, ema=self.ema, g_optimizer=self.g_opt, d_optimizer=self.d_opt,
+                         noise=self.noise, order=self.order)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue exactly where the checkpoint `state` left off."""
@@ -534,15 +427,10 @@ class Trainer:
             if state.get("generator_ema") is None:
                 raise ValueError("the checkpoint has no EMA generator but this Trainer keeps one (ema > 0)")
             self.ema.load_state_dict(state["generator_ema"], state["ema_updates"])
-        _load_optimizer(self.g_opt, state["g_optimizer"])
-        _load_optimizer(self.d_opt, state["d_optimizer"])
+        ckpt.load_optimizer(self.g_opt, state["g_optimizer"])
+        ckpt.load_optimizer(self.d_opt, state["d_optimizer"])
         self._graphs = {}  # they recorded the optimizer state tensors just replaced
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.noise.set_state(rng["noise"])
-        self.order.load_state_dict(rng["order"])
+        ckpt.restore_rng(state["rng"], self.noise, self.order)
         self.step, self.d_steps = int(state["step"]), int(state["d_steps"])
 
     def save(self, path=None) -> Path | None:
@@ -553,7 +441,7 @@ class Trainer:
         path = Path(path) if path is not None else self.run_dir / ckpt.FILE_NAME
         if self.world.is_main:
             ckpt.save_atomic(self.state_dict(), path)
-        barrier(self.world)
+        distributed.barrier(self.world)
         self._saved = (path, self.step)
         return path
 
@@ -595,23 +483,3 @@ def _check_graphable(*models: nn.Module) -> None:
                     f"cuda_graph=True: {role} module {name!r} is a batch norm with momentum=None (cumulative "
                     f"average, a factor that changes every step and cannot be captured); give it a momentum"
                 )
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
-    """Load an optimizer's state; how its update runs (fused, foreach, capturable) stays
-    this Trainer's choice, not that of the run that wrote the checkpoint (a run may
-    resume with or without CUDA graphs, or on another device)."""
-    how = ("fused", "foreach", "capturable")
-    groups = [dict(saved_group, **{k: group[k] for k in how if k in group})
-              for saved_group, group in zip(saved["param_groups"], opt.param_groups)]
-    opt.load_state_dict(dict(saved, param_groups=groups + saved["param_groups"][len(groups):]))
-
-
-def _describe_attributes(row: torch.Tensor, names) -> str:
-    values = row.tolist()
-    if names and all(v in (0.0, 1.0) for v in values):
-        on = [n for n, v in zip(names, values) if v == 1.0]
-        text = "+".join(on) if on else "(none)"
-    else:
-        text = ",".join(f"{v:g}" for v in values)
-    return text if len(text) <= 24 else text[:21] + "..."

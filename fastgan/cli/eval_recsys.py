@@ -18,18 +18,18 @@ import time
 import torch
 
 from .._provenance import provenance
-from ..cli import EXIT_USAGE, UsageError, _device, _nonneg_float, _nonneg_int, _Parser, _positive_int
-from .cfgan import CFGANConfig
-from .data import MOVIELENS_100K, load_interactions, load_user_features
-from .protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
+from .arguments import EXIT_USAGE, Parser, UsageError, device_spec, nonneg_float, nonneg_int, positive_int
+from ..recsys.cfgan import CFGANConfig
+from ..recsys.data import MOVIELENS_100K, load_interactions, load_user_features
+from ..recsys.protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
 
 
 DESCRIPTION = ("Top-k recommendation quality of CFGAN (a conditional GAN on fastgan's fused blocks) against TopPop "
                "and EASE, random per-user 80/20 split, hyperparameters chosen on a validation split.")
 
 
-def build_parser() -> _Parser:
-    p = _Parser(prog="fastgan eval recsys", description=DESCRIPTION)
+def build_parser() -> Parser:
+    p = Parser(prog="fastgan eval recsys", description=DESCRIPTION)
     add_arguments(p)
     return p
 
@@ -39,18 +39,18 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=MOVIELENS_100K,
                    help=f"{MOVIELENS_100K!r} (read from the installed recbole package) or a .inter / u.data / "
                         "user,item[,rating] CSV file (default: %(default)s)")
-    p.add_argument("--min-rating", type=_nonneg_float, default=None,
+    p.add_argument("--min-rating", type=nonneg_float, default=None,
                    help="keep only ratings >= this as positives (default: every rated pair is a positive)")
-    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0, 1, 2], help="one split and model init per seed")
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2], help="one split and model init per seed")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--demographics", default=None, metavar="USER_FILE",
                    help=f"condition CFGAN on age/gender/occupation from this .user / u.user file "
                         f"({MOVIELENS_100K!r} for the one in recbole)")
-    p.add_argument("--cold-start", type=_nonneg_int, default=None, metavar="N",
+    p.add_argument("--cold-start", type=nonneg_int, default=None, metavar="N",
                    help="also report users with at most N training positives")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
-    p.add_argument("--device", type=_device, default="cpu", help="torch device for CFGAN (default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--epochs", type=positive_int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
+    p.add_argument("--device", type=device_spec, default="cpu", help="torch device for CFGAN (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here as JSON")
     p.add_argument("--verbose", action="store_true", help="print validation scores while training")
 
