@@ -69,7 +69,9 @@ def _linear(x, weight, bias, activation):
     x, weight, bias = V.autocast(x, weight, bias)
     path = _path(x, weight, bias)
     lead = x.shape[:-1]
-    x2 = x.reshape(lead.numel(), x.shape[-1])
+    # reshape(-1, K) cannot infer the rows when K is 0; Size.numel() would specialise a
+    # symbolic batch (torch.export with a dynamic batch), so it serves only that case.
+    x2 = x.reshape(-1, x.shape[-1]) if x.shape[-1] != 0 else x.reshape(lead.numel(), 0)
     if path == "reference":
         y = _aten.linear_bias_act(x2, weight, bias, *activation)
     else:
