@@ -1,27 +1,16 @@
 """The pytorch/examples DCGAN-64 generator and discriminator (nz=100, ngf=ndf=64,
-64x64x3), written out as plain torch.nn: the models fuse() and the kernels are held to."""
+64x64x3), the models fuse() and the kernels are held to (one definition, shared with
+fastgan.bench.cpu_path), and the shapes of their conv layers."""
 
-from torch import nn
+from fastgan.bench.cpu_path import examples_discriminator, examples_generator
 
 
 def generator(nz=100, ngf=64, nc=3):
-    return nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
-    )
+    return examples_generator(nz, ngf, nc)
 
 
 def discriminator(ndf=64, nc=3):
-    return nn.Sequential(
-        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
-    )
+    return examples_discriminator(ndf, nc)
 
 
 def layer_shapes(batch=2):
