@@ -82,11 +82,14 @@ def _linear(x, weight, bias, activation):
 
 def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, act, alpha, count):
     # The ops work on [N, C, H, W]: [N, C] and [N, C, L] are views of that shape.
-    x4 = x.reshape(*x.shape, *([1] * (4 - x.dim())))
+    # A 4-D x is passed as it is: reshape to the same shape can return an alias whose
+    # size-1 dimensions carry other strides, and batch norm's backward through that
+    # alias read a channels_last input's gradient in the wrong order (torch 2.13, CPU).
+    x4 = x if x.dim() == 4 else x.reshape(*x.shape, *([1] * (4 - x.dim())))
     path = _path(x, running_mean, running_var, weight, bias)
     if path == "reference":  # ATen updates the running statistics itself
         y = _aten.batch_norm_act(x4, weight, bias, running_mean, running_var, training, momentum, eps, act, alpha)
-        return y.reshape(x.shape)
+        return y if x.dim() == 4 else y.reshape(x.shape)
     op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
     y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
     if training and running_mean is not None and count > 0:
@@ -94,7 +97,7 @@ def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, 
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-    return y.reshape(x.shape)
+    return y if x.dim() == 4 else y.reshape(x.shape)
 
 
 def _traced(*tensors) -> bool:
