@@ -7,38 +7,25 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fastgan
 import fastgan.functional as FG
 from fastgan.reference import activations as A
+from test_functional import torch_act
 
 EDGES = [-3.0, -1.0, -1e-300, -0.0, 0.0, 1e-300, 1.0, 3.0, math.nan, math.inf, -math.inf]
 
 
-def torch_composition(z, act, alpha, gain, clamp):
-    """torch.clamp(act(z) * gain, -clamp, clamp) in plain torch."""
-    y = {
-        "linear": lambda t: t,
-        "relu": F.relu,
-        "lrelu": lambda t: F.leaky_relu(t, alpha),
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-        "silu": F.silu,
-    }[act](z) * gain
-    return y if clamp is None else y.clamp(-clamp, clamp)
-
-
 def torch_derivative(z, act, alpha, gain, clamp):
-    """torch's derivative of torch_composition, except exactly on a clamp bound, where
+    """torch's derivative of torch_act, except exactly on a clamp bound, where
     fastgan's is 0 by its documented convention: torch.clamp passes the gradient there,
     but the saved output cannot tell "exactly clamp" from "clamped". (F.hardtanh has
     that convention, but its backward is not even consistent about NaN between its
     vectorised and scalar loops, so it is no oracle.)"""
     z = z.detach().requires_grad_()
-    (d,) = torch.autograd.grad(torch_composition(z, act, alpha, gain, clamp).sum(), z)
+    (d,) = torch.autograd.grad(torch_act(z, act, alpha, gain, clamp).sum(), z)
     if clamp is not None:
-        on_bound = torch_composition(z, act, alpha, gain, None).detach().abs() == clamp
+        on_bound = torch_act(z, act, alpha, gain, None).detach().abs() == clamp
         d = torch.where(on_bound, 0.0, d)
     return d
 
@@ -56,7 +43,7 @@ def test_derivative_from_saved_output_equals_torch_autograd(act, alpha, gain, cl
     z = _inputs(gain, clamp)
     y = A.bias_act(z, act, alpha, gain, clamp)
     d = A.derivative(z if act == "silu" else y, act, alpha, gain, clamp)
-    torch.testing.assert_close(y, torch_composition(z, act, alpha, gain, clamp), equal_nan=True)
+    torch.testing.assert_close(y, torch_act(z, act, alpha, gain, clamp), equal_nan=True)
     expected = torch_derivative(z, act, alpha, gain, clamp)
     torch.testing.assert_close(d, expected, equal_nan=True, msg=lambda m: f"{act} derivative: {m}")
 
@@ -83,7 +70,7 @@ def test_public_op_gradient_at_kink_and_nan_equals_torch(backend, act, alpha):
     identity weight, float32 (the interpreter's dtype), both backends."""
     x = torch.tensor([-2.0, -0.0, 0.0, 0.75, math.nan, math.inf, -math.inf, 2.0])
     g = torch.linspace(-1.5, 2.0, x.numel())
-    plain = torch_composition(x, act, 0.2 if alpha is None else alpha, 1.0, None)
+    plain = torch_act(x, act, 0.2 if alpha is None else alpha, 1.0, None)
     expected = torch_derivative(x, act, 0.2 if alpha is None else alpha, 1.0, None) * g
     xf = x.detach().clone().requires_grad_()
     with fastgan.use_backend(backend):
