@@ -10,15 +10,19 @@ dZ = dL/dy * act'(s) is formed while the A tile is loaded (s: y, or z for silu; 
 read at all when act is linear without clamp, whose derivative is the constant gain,
 applied to the result instead). The bias gradient is the row sums of the A tiles the
 weight-gradient programs of column tile 0 load anyway: no separate pass over dL/dy.
-Every operand is read through its strides (no copies); outputs are contiguous, as
-fastgan.ops.linear's fake implementations promise. Reductions shorter than BLOCK_K
-(a 3-feature input, say) are padded with masked zeros up to the block: tl.dot needs
-K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
+Operands are read through their strides; outputs are contiguous, as
+fastgan.ops.linear's fake implementations promise. Shapes a compiled tl.dot loop would
+serve badly (see RANK_K_MAX, _k_padded, _fit_block_k): a reduction of K <= 16 terms runs
+as K outer products without tl.dot; when neither operand can load 16-byte aligned
+(K-contiguous rows of 40 features, say) both are copied into K-padded buffers; on a GPU
+BLOCK_K shrinks until the K loop has two blocks to pipeline. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
 float32 operands use TF32 when PyTorch allows it for matmuls
 (torch.backends.cuda.matmul.fp32_precision / allow_tf32, off by default), as F.linear.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import triton
 import triton.language as tl
@@ -52,7 +56,7 @@ def _gemm_kernel(
     ITERS_PER_SPLIT,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
-    ROW_SUM: tl.constexpr, SPLIT_SUM: tl.constexpr,
+    ROW_SUM: tl.constexpr, SPLIT_SUM: tl.constexpr, RANK_K: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
@@ -76,21 +80,36 @@ def _gemm_kernel(
     ks = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     rsum = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
-    for it in range(0, ITERS_PER_SPLIT):
-        k = (split * ITERS_PER_SPLIT + it) * BLOCK_K + ks
-        k_ok = k < K
-        a_mask = row_ok[:, None] & k_ok[None, :]
-        a_off = rows[:, None] * sa_m + k[None, :] * sa_k
-        if PROLOGUE or ROW_SUM:
-            a = gradient_operand(a_ptr, s_ptr, a_off, rows[:, None] * ss_m + k[None, :] * ss_k, a_mask,
-                                 alpha, gain, clamp, ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
-            if ROW_SUM:
-                rsum += tl.sum(a, axis=1)
-            a = a.to(b_ptr.dtype.element_ty)
-        else:
-            a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
-        b = tl.load(b_ptr + k[:, None] * sb_k + cols[None, :] * sb_n, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
+    # RANK_K > 0 (K == RANK_K <= RANK_K_MAX, one slice): a sum of RANK_K outer products
+    # on the CUDA cores, no tl.dot (see RANK_K_MAX).
+    if RANK_K > 0:
+        for kk in tl.static_range(RANK_K):
+            if PROLOGUE or ROW_SUM:
+                a_col = gradient_operand(a_ptr, s_ptr, rows * sa_m + kk * sa_k, rows * ss_m + kk * ss_k, row_ok,
+                                         alpha, gain, clamp, ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
+                if ROW_SUM:
+                    rsum += a_col
+            else:
+                a_col = tl.load(a_ptr + rows * sa_m + kk * sa_k, mask=row_ok, other=0.0).to(ACC_DTYPE)
+            b_row = tl.load(b_ptr + kk * sb_k + cols * sb_n, mask=col_ok, other=0.0).to(ACC_DTYPE)
+            acc += a_col[:, None] * b_row[None, :]
+    else:
+        for it in range(0, ITERS_PER_SPLIT):
+            k = (split * ITERS_PER_SPLIT + it) * BLOCK_K + ks
+            k_ok = k < K
+            a_mask = row_ok[:, None] & k_ok[None, :]
+            a_off = rows[:, None] * sa_m + k[None, :] * sa_k
+            if PROLOGUE or ROW_SUM:
+                a = gradient_operand(a_ptr, s_ptr, a_off, rows[:, None] * ss_m + k[None, :] * ss_k, a_mask,
+                                     alpha, gain, clamp, ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
+                if ROW_SUM:
+                    rsum += tl.sum(a, axis=1)
+                a = a.to(b_ptr.dtype.element_ty)
+            else:
+                a = tl.load(a_ptr + a_off, mask=a_mask, other=0.0)
+            b = tl.load(b_ptr + k[:, None] * sb_k + cols[None, :] * sb_n, mask=k_ok[:, None] & col_ok[None, :],
+                        other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     c_off = split * sc_split + rows[:, None] * sc_m + cols[None, :] * sc_n
     bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, c_ptr, z_ptr, c_off, row_ok[:, None] & col_ok[None, :],
@@ -120,12 +139,82 @@ def _check_2d(op, **tensors):
             raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(t.shape)}")
 
 
+# A reduction of at most this many terms runs as RANK_K outer products on the CUDA
+# cores instead of a tl.dot: with K <= 16 each output element takes at most 16
+# multiply-adds, below what the CUDA cores do in the time its 2-4 bytes take to store
+# (an H100: ~34 T FMA/s against 3.35 TB/s, about 10 FMA per byte), so such a GEMM is
+# bound by its output whatever unit multiplies; as a tl.dot it would pad K to one
+# 16-wide block, load each operand tile once (no loop for cp.async to pipeline) and
+# need K-padded operands. Reached by the 2-feature toy input, 1- and 2-output layers'
+# input gradients and weight gradients of batches of at most 16 rows.
+RANK_K_MAX = 16
+# Triton proves 16-byte alignment (vector loads, cp.async) from pointers aligned to 16
+# bytes and integer arguments divisible by 16: a row stride or a masked contiguous
+# length that is not loses it for the whole operand.
+ALIGN = 16
+
+
+def _loads_aligned(rows: int, k: int, stride_rows: int, stride_k: int) -> bool:
+    """Whether the tiles of a GEMM operand [rows, k] read through these strides load as
+    16-byte vectors, which cp.async needs: contiguous along one axis whose length and
+    whose other stride Triton sees divisible by 16."""
+    if stride_k == 1 and k % ALIGN == 0 and stride_rows % ALIGN == 0:
+        return True
+    return stride_rows == 1 and rows % ALIGN == 0 and stride_k % ALIGN == 0
+
+
+def _k_padded(m: int, n: int, k: int, strides_a, strides_b) -> int | None:
+    """The padded reduction length when the operands must be copied (None: read them in
+    place). A K loop in which neither A nor B loads aligned has nothing cp.async can copy
+    (a 40-attribute embedding: rows of 80 bytes); both are then copied K-contiguous into
+    zeroed buffers of K rounded up to 16 (the zeros add nothing to the sums), as
+    _pixel_padded in kernels/conv.py does for 3-channel pixels. One aligned operand is
+    enough for a pipelined loop and avoids the copies (a 100-wide latent beside an
+    aligned weight is read in place)."""
+    if k <= RANK_K_MAX:
+        return None
+    if _loads_aligned(m, k, *strides_a) or _loads_aligned(n, k, strides_b[1], strides_b[0]):
+        return None
+    return cdiv(k, ALIGN) * ALIGN
+
+
+def _fit_block_k(tile, k: int, device):
+    """tile with BLOCK_K halved (down to 16) until the K loop has two blocks: a compiled
+    loop of one iteration loads each tile once and waits for it, with nothing for
+    cp.async to overlap (the weight gradient of a 64-row batch at BLOCK_K 64). The
+    interpreter keeps the table's tile (fewest iterations is what it runs fastest)."""
+    if _tiles._interpreter_tiles(device) or k <= RANK_K_MAX:
+        return tile
+    block_k = tile.BLOCK_K
+    while block_k > _tiles.MIN_DOT_DIM and cdiv(k, block_k) < 2:
+        block_k //= 2
+    return tile if block_k == tile.BLOCK_K else dataclasses.replace(tile, BLOCK_K=block_k)
+
+
+def _k_contiguous(t, rows: int, k: int, k_padded: int, strides):
+    """The operand [rows, k] that t's strides describe, copied into a zeroed row-major
+    [rows, k_padded] buffer (16-byte aligned rows)."""
+    out = t.new_zeros((rows, k_padded))
+    out[:, :k] = t.as_strided((rows, k), strides)
+    return out
+
+
 def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
                act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
                split_stride=0, tile=None, precision_family="linear"):
-    """(grid, scalar arguments, constexpr arguments) of a _gemm_kernel launch: all but
-    the tensors, which _launch_gemm passes in the kernel's order."""
+    """(grid, scalar arguments, constexpr arguments, operand copies) of a _gemm_kernel
+    launch: all but the tensors, which _launch_gemm passes in the kernel's order (after
+    copying A, S and B K-padded when the copies are not None)."""
     grid = (cdiv(m, tile.BLOCK_M) * cdiv(n, tile.BLOCK_N), split)
+    rank_k = k if k <= RANK_K_MAX else 0
+    copies = None
+    k_padded = _k_padded(m, n, k, strides_a, strides_b)
+    if k_padded is not None:
+        copies = (m, n, k, k_padded, strides_a, strides_s if s is not None else None, strides_b)
+        k, strides_a, strides_b = k_padded, (k_padded, 1), (1, k_padded)
+        strides_s = (k_padded, 1) if s is not None else strides_s
+    if iters_per_split is None:
+        tile = _fit_block_k(tile, k, b.device)
     scalars = (
         m, n, k, *strides_a, *strides_s, *strides_b, *strides_c, split_stride,
         bias.stride(0) if bias is not None else 0,
@@ -135,18 +224,23 @@ def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, 
     constexprs = dict(
         ACT=act, HAS_CLAMP=clamp is not None,
         PROLOGUE=prologue, EPILOGUE=epilogue, HAS_BIAS=bias is not None, STORE_Z=z is not None,
-        ROW_SUM=rowsum is not None, SPLIT_SUM=split > 1,
+        ROW_SUM=rowsum is not None, SPLIT_SUM=split > 1, RANK_K=rank_k,
         ACC_DTYPE=acc_type(b.dtype), DOT_PRECISION=_tiles.dot_precision(b.dtype, precision_family),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
-    return grid, scalars, constexprs
+    return grid, scalars, constexprs, copies
 
 
 def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=None):
     """Launch with the tensors. split > 1: c and rowsum are partial slots, reduced in the
     launch into split_out and rowsum_out (counters: kernels/_arrival.py)."""
-    grid, scalars, constexprs = args
+    grid, scalars, constexprs, copies = args
+    if copies is not None:
+        m, n, k, k_padded, strides_a, strides_s, (sb_k, sb_n) = copies
+        a = _k_contiguous(a, m, k, k_padded, strides_a)
+        s = _k_contiguous(s, m, k, k_padded, strides_s) if strides_s is not None else s
+        b = _k_contiguous(b, n, k, k_padded, (sb_n, sb_k))
     split = grid[1]
     counters = tile_counters(grid[0], c.device) if split > 1 else c
     _gemm_kernel[grid](a, s if s is not None else a, b, bias if bias is not None else c, c,
@@ -245,7 +339,11 @@ def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
     gw = new_output((n, kk), x.dtype, x.device)
     gb = new_output((n,), grad.dtype, grad.device) if need_bias else None
     tile = _tiles.pick("gemm_wgrad", x.device, x.dtype, n, kk, m)
-    k_iters = cdiv(m, tile.BLOCK_K)
+    # The K loop as _gemm_args will lay it out (copied operands, BLOCK_K), for the split.
+    strides_a = (grad.stride(1), grad.stride(0))
+    k_loop = _k_padded(n, kk, m, strides_a, x.stride()) or m
+    tile = _fit_block_k(tile, k_loop, x.device)
+    k_iters = cdiv(k_loop, tile.BLOCK_K)
     tiles = cdiv(n, tile.BLOCK_M) * cdiv(kk, tile.BLOCK_N)
     split = _tiles.split_count(tile, x.device, tiles, k_iters)
     iters_per_split = cdiv(k_iters, split)
@@ -256,7 +354,7 @@ def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
         rowsum = partials_buffer(split, n, grad.dtype, grad.device) if split > 1 else gb
     prologue = s is not None
     # A = dZ^T: grad's (and s's) strides swapped.
-    _launch(grad, s, x, None, out, None, rowsum, n, kk, m, (grad.stride(1), grad.stride(0)),
+    _launch(grad, s, x, None, out, None, rowsum, n, kk, m, strides_a,
             (s.stride(1), s.stride(0)) if prologue else (0, 0), x.stride(), (kk, 1),
             act, alpha, gain, clamp, prologue=prologue, epilogue=False,
             out_scale=1.0 if prologue else gain, split=split,
