@@ -28,6 +28,8 @@ _FROM_LOG = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failure", "ERROR"
 def from_junit(path: str) -> list[dict]:
     cases = []
     for case in ET.parse(path).iter("testcase"):
+        if case.get("name") is None:  # the test an interrupt stopped: a bare <testcase/>
+            continue
         outcome = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
         cases.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
                       "seconds": float(case.get("time", 0))})
