@@ -437,6 +437,22 @@ def dtype_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def workload_table(rows: list[Row]) -> str:
+    """One line per architecture and workload: the distinct kernels its step compiles
+    (a kernel shared by several workloads counts in each) and how many fail."""
+    head = ("sm", "workload", "kernels", "GEMM", "MMA", "async loads", "spilling", "failing")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arch in sorted({r.arch for r in rows}, reverse=True):
+        for workload in sorted({w for r in rows if r.arch == arch for w in r.workloads}):
+            mine = [r for r in rows if r.arch == arch and workload in r.workloads]
+            gemm = [r for r in mine if r.gemm]
+            cells = (f"sm_{arch}", workload, len(mine), len(gemm), f"{sum(r.mma != 'none' for r in gemm)}/{len(gemm)}",
+                     f"{sum(r.pipelined_loads > 0 for r in gemm)}/{len(gemm)}",
+                     sum(1 for r in mine if r.local or r.local_stores), sum(1 for r in mine if r.problems))
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def run(archs, workloads, log=print) -> list[Row]:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("run with TRITON_INTERPRET=0: the interpreter does not compile")
@@ -466,7 +482,7 @@ def main(argv=None) -> int:
             row.problems = judge(row)
     else:
         rows = run(args.arch, args.workload, log=lambda s: print(s, file=sys.stderr, flush=True))
-    text = summary(rows) + "\n\n" + dtype_table(rows) + "\n\n" + table(rows)
+    text = summary(rows) + "\n\n" + dtype_table(rows) + "\n\n" + workload_table(rows) + "\n\n" + table(rows)
     print(text)
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
