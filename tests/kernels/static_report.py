@@ -202,7 +202,7 @@ WORKLOADS = {
 }
 # What CI compiles (tests/kernels/test_gpu_compile.py): every kernel family in 16-bit
 # (FLAT_K and per-tap convs, transposed, linear, split-K, batch norm, loss) and fp32 TF32,
-# plus train-toy-bf16 (the MLP GAN step: rank-K launches, small and one-logit layers).
+# plus, on sm_90, train-toy-bf16 (the MLP GAN step: rank-K launches, small and one-logit layers).
 QUICK = {"variants-quick": lambda: _layer_variants(quick=True)}
 # Not in the default set (known to fail the cp.async rule, see _layer_variants).
 EXTRA = {"variants-unaligned": lambda: _layer_variants(odd=True)}

@@ -31,23 +31,28 @@ def _report(tmp_path, *args):
     return proc, rows
 
 
+# The toy MLP GAN step on sm_90 only (about 17 more compiles; the full report covers sm_80).
+WORKLOADS = {90: ("variants-quick", "train-toy-bf16"), 80: ("variants-quick",)}
+
+
 @pytest.mark.parametrize("arch", [90, 80])
 def test_static_report_is_clean(tmp_path, arch):
     """Kernel variants of both conv kernels (per-tap and flattened K, transposed, with
     and without the activation-derivative prologue, split-K partial sums), the linear
     GEMM (forward, input and weight gradient; 40 features: K-padded copies), in fp16 and
-    bf16, and one training step of the toy MLP GAN `fastgan train` builds (2-feature
-    input and 1-logit head: rank-K launches without tl.dot), as launched on the
-    target's SM count."""
-    proc, rows = _report(tmp_path, "--arch", str(arch), "--workload", "variants-quick", "train-toy-bf16")
+    bf16, and on sm_90 one training step of the toy MLP GAN `fastgan train` builds
+    (2-feature input and 1-logit head: rank-K launches without tl.dot), as launched on
+    the target's SM count."""
+    proc, rows = _report(tmp_path, "--arch", str(arch), "--workload", *WORKLOADS[arch])
     assert rows is not None, proc.stderr[-3000:]
     bad = [r for r in rows if r["problems"]]
     assert proc.returncode == 0 and not bad, proc.stdout[-4000:]
     assert {r["kernel"] for r in rows} >= {"_conv_gather_kernel", "_conv_wgrad_kernel", "_gemm_kernel"}
-    toy = [r for r in rows if r["kernel"] == "_gemm_kernel" and "train-toy-bf16" in r["workloads"]]
-    rank_k = [r for r in toy if "rank" in r["variant"]]
-    assert rank_k and not any(r["gemm"] for r in rank_k)  # K = 1, 2: outer products, no tl.dot
-    assert any(r["gemm"] for r in toy)
+    if "train-toy-bf16" in WORKLOADS[arch]:
+        toy = [r for r in rows if r["kernel"] == "_gemm_kernel" and "train-toy-bf16" in r["workloads"]]
+        rank_k = [r for r in toy if "rank" in r["variant"]]
+        assert rank_k and not any(r["gemm"] for r in rank_k)  # K = 1, 2: outer products, no tl.dot
+        assert any(r["gemm"] for r in toy)
     gemm = [r for r in rows if r["gemm"]]
     want = "HGMMA" if arch == 90 else "HMMA"
     assert gemm and all(r["mma"] == want and r["pipelined_loads"] > 0 for r in gemm)
