@@ -280,3 +280,25 @@ def test_dcgan_step_launch_count_is_at_most_70():
     assert counted["launches_per_step"] <= 70, counted["by_kernel"]
     assert "_bn_stats_kernel" not in counted["by_kernel"] and "_bn_grad_input_kernel" not in counted["by_kernel"]
 
+
+
+def test_blocks_trace_under_torch_compile_as_the_separate_ops():
+    """torch.compile(fullgraph=True): the block runs the separate torch.library ops
+    (no graph break), with the same output, gradients and running statistics."""
+    torch.manual_seed(5)
+    plain = nn.Sequential(
+        nn.ConvTranspose2d(6, 4, 4, 2, 1, bias=False), nn.BatchNorm2d(4), nn.SiLU(),
+        nn.Conv2d(4, 7, 3, 2, 1), nn.BatchNorm2d(7), nn.LeakyReLU(0.2), nn.Conv2d(7, 1, 4),
+    ).double()
+    eager, compiled_model = fuse(plain), fuse(plain)
+    compiled = torch.compile(compiled_model, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    want = eager(x).sum()
+    want.backward()
+    got = compiled(x).sum()
+    got.backward()
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for (name, p), q in zip(compiled_model.named_parameters(), eager.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for a, b in zip(compiled_model.buffers(), eager.buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
