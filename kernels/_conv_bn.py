@@ -42,16 +42,16 @@ def folded_operand(g_ptr, s_ptr, x_ptr, coef_ptr, g_off, s_off, mask, chans, cha
                    ACT: tl.constexpr, ACC: tl.constexpr, AXIS: tl.constexpr):
     """A tile of dL/dx of batch norm + act (x read with s's offsets; channels `chans`
     along tile axis AXIS; 0 outside `mask`), in the accumulator dtype."""
+    # Each term is reduced as soon as it is loaded: fewer tiles live at once.
+    centered = tl.load(x_ptr + s_off, mask=mask, other=0.0).to(ACC) - _channel_vector(
+        coef_ptr + 3 * C, chans, chans_ok, ACC, AXIS)
     gz = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC)
     if ACT != "linear":
         s = tl.load(s_ptr + s_off, mask=mask, other=0.0).to(ACC)
         gz = gz * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
-    x = tl.load(x_ptr + s_off, mask=mask, other=0.0).to(ACC)
-    mean_gz = _channel_vector(coef_ptr, chans, chans_ok, ACC, AXIS)
-    coef = _channel_vector(coef_ptr + C, chans, chans_ok, ACC, AXIS)
-    scale = _channel_vector(coef_ptr + 2 * C, chans, chans_ok, ACC, AXIS)
-    mean = _channel_vector(coef_ptr + 3 * C, chans, chans_ok, ACC, AXIS)
-    return tl.where(mask, scale * ((gz - mean_gz) - (x - mean) * coef), 0.0)
+    gz = (gz - _channel_vector(coef_ptr, chans, chans_ok, ACC, AXIS)) \
+        - centered * _channel_vector(coef_ptr + C, chans, chans_ok, ACC, AXIS)
+    return tl.where(mask, _channel_vector(coef_ptr + 2 * C, chans, chans_ok, ACC, AXIS) * gz, 0.0)
 
 
 @triton.jit
