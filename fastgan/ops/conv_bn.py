@@ -51,9 +51,16 @@ class BlockLink:
 
     __slots__ = ("s", "x", "mean", "var", "weight", "eps", "act", "alpha", "version", "sums", "__weakref__")
 
-    def __init__(self, s, x, mean, var, weight, eps, act, alpha):
+    def __init__(self):
+        self.clear()
+
+    def fill(self, s, x, mean, var, weight, eps, act, alpha):
         self.s, self.x, self.mean, self.var, self.weight = s, x, mean, var, weight
         self.eps, self.act, self.alpha = eps, act, alpha
+
+    def clear(self):
+        """Drop every reference (the producer's backward has run)."""
+        self.fill(None, None, None, None, None, None, None, None)
         self.version = None
         self.sums = None
 
@@ -119,7 +126,7 @@ class ConvBatchNormAct(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias, bn_weight, bn_bias, xc, s, mean, var)
         ctx.link, ctx.in_link = link, in_link
         if link is not None:
-            link.__init__(None if s is y else s, xc, mean, var, bn_weight, eps, act, alpha)
+            link.fill(None if s is y else s, xc, mean, var, bn_weight, eps, act, alpha)
         return y, mean, var
 
     @staticmethod
@@ -136,8 +143,8 @@ class ConvBatchNormAct(torch.autograd.Function):
         if sums is None:
             sums = KB.bn_fold_coefficients(gy, s, xc, bn_weight, mean, var, eps, act, alpha)
         coef, g_bn_w, g_bn_b = sums
-        if ctx.link is not None:
-            ctx.link.__init__(None, None, None, None, None, None, None, None)  # drop the references
+        if link is not None:
+            link.clear()
         gx = gw = gb = None
         if needs[0]:
             if _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
@@ -190,7 +197,7 @@ def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act,
     """(y, mean, var) of the block; y carries the BlockLink its consumer may use when a
     backward will run."""
     track = torch.is_grad_enabled()
-    link = BlockLink(None, None, None, None, None, None, None, None) if track else None
+    link = BlockLink() if track else None
     y, mean, var = ConvBatchNormAct.apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
                                           incoming_link(x) if track else None)
     if link is not None and y.requires_grad:
