@@ -92,12 +92,18 @@ def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, 
         return y if x.dim() == 4 else y.reshape(x.shape)
     op = torch.ops.fastgan.batch_norm_act if path == "traced" else _bn_ops.BatchNormAct.apply
     y, _, mean, var = op(x4, weight, bias, running_mean, running_var, training, eps, act, alpha)
-    if training and running_mean is not None and count > 0:
+    if training:
+        update_running_stats(running_mean, running_var, mean, var, momentum, count)
+    return y if x.dim() == 4 else y.reshape(x.shape)
+
+
+def update_running_stats(running_mean, running_var, mean, var, momentum, count):
+    """nn.BatchNorm's running-statistics update from a batch's mean and biased var."""
+    if running_mean is not None and count > 0:
         with torch.no_grad():
             running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
             unbiased = var * (count / (count - 1))
             running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
-    return y if x.dim() == 4 else y.reshape(x.shape)
 
 
 def _traced(*tensors) -> bool:

@@ -338,13 +338,15 @@ def _bn_grad_sums_kernel(
     ACT: tl.constexpr, STORE_GX: tl.constexpr, FINAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
     NEED_AFFINE: tl.constexpr, TRAINING: tl.constexpr,
     LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-    BLOCK_P: tl.constexpr, FINALIZE_C: tl.constexpr,
+    BLOCK_P: tl.constexpr, FINALIZE_C: tl.constexpr, FOLD: tl.constexpr = False,
 ):
     """Per-channel sums of gz and gz * (x - mean) over the tiles of row program r:
     written as row r of the partials, or (FINAL: one row program holds every tile) as
     the weight and bias gradients. STORE_GX (eval) also writes gx. Without FINAL, the
     last program of channel block cb to arrive (counter cb) sums the partials of its
-    channels, FINALIZE_C at a time (_finalize_grad_sums)."""
+    channels, FINALIZE_C at a time (_finalize_grad_sums). FOLD (training): coef is the
+    [4, C] coefficients of a conv -> batch norm block's folded input gradient
+    (kernels/_conv_bn.py): mean gz, rstd^2 sum gz (x - mean) / M, scale, mean."""
     r = tl.program_id(0)
     cb = tl.program_id(1)
     chans = cb * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -362,6 +364,8 @@ def _bn_grad_sums_kernel(
     )
     if FINAL:
         _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C)
+        if FOLD:
+            _store_fold_coefficients(coef_ptr, sum_gz / M, sum_gzx * rstd * rstd / M, scale, mean, chans, C)
     else:
         tl.store(part_gz_ptr + r * C + chans, sum_gz, mask=cmask)
         tl.store(part_gzx_ptr + r * C + chans, sum_gzx, mask=cmask)
@@ -371,7 +375,7 @@ def _bn_grad_sums_kernel(
                 _finalize_grad_sums(
                     part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo,
                     cb * BLOCK_C + sub + tl.arange(0, FINALIZE_C), C, M, row_programs,
-                    NEED_AFFINE, TRAINING, ACC, BLOCK_P, FINALIZE_C,
+                    NEED_AFFINE, TRAINING, ACC, BLOCK_P, FINALIZE_C, w_ptr, mean_ptr, HAS_WEIGHT, FOLD,
                 )
             release_counter(counter_ptr + cb)
 
@@ -381,6 +385,7 @@ def _finalize_grad_sums(
     part_gz_ptr, part_gzx_ptr, var_ptr, gw_ptr, gb_ptr, coef_ptr, eps_hi, eps_lo, chans, C, M, row_programs,
     NEED_AFFINE: tl.constexpr, TRAINING: tl.constexpr, ACC: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    w_ptr, mean_ptr, HAS_WEIGHT: tl.constexpr, FOLD: tl.constexpr,
 ):
     """Sums the partials of channels `chans` over row programs in a fixed order. Writes
     the affine gradients (gw = rstd * sum gz (x - mean), gb = sum gz) and, in training,
@@ -400,9 +405,24 @@ def _finalize_grad_sums(
     rstd = _rstd(_load_channels(var_ptr, chans, C, ACC), eps_hi, eps_lo, ACC == tl.float64)
     if NEED_AFFINE:
         _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C)
-    if TRAINING:
+    if FOLD:
+        scale = rstd
+        if HAS_WEIGHT:
+            scale = rstd * _load_channels(w_ptr, chans, C, ACC)
+        _store_fold_coefficients(coef_ptr, sum_gz / M, sum_gzx * rstd * rstd / M, scale,
+                                 _load_channels(mean_ptr, chans, C, ACC), chans, C)
+    elif TRAINING:
         tl.store(coef_ptr + chans, sum_gz / M, mask=cmask)
         tl.store(coef_ptr + C + chans, sum_gzx * rstd * rstd / M, mask=cmask)
+
+
+@triton.jit
+def _store_fold_coefficients(coef_ptr, mean_gz, coef, scale, mean, chans, C):
+    cmask = chans < C
+    tl.store(coef_ptr + chans, mean_gz, mask=cmask)
+    tl.store(coef_ptr + C + chans, coef, mask=cmask)
+    tl.store(coef_ptr + 2 * C + chans, scale, mask=cmask)
+    tl.store(coef_ptr + 3 * C + chans, mean, mask=cmask)
 
 
 @triton.jit
@@ -697,3 +717,67 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
             SUMS="workspace", ACT=act, NEED_AFFINE=False, HAS_WEIGHT=weight is not None, **common,
         )
     return plan.restore(gx), gw, gb
+
+
+# ----------------------------------------------------------------------------- conv -> batch norm blocks
+# The batch-norm launches of fastgan.ops.conv_bn: its statistics come from the conv's
+# epilogue and its input gradient is folded into the conv's backward kernels
+# (kernels/_conv_bn.py), so what is left here is the normalize pass and, when no
+# consumer's dgrad computed them, the backward sums.
+
+
+def bn_normalize(x, weight, bias, stats, eps, act, alpha):
+    """(y, z) of bn_fwd in training given x's batch statistics stats [3, C] (mean,
+    biased var, mean - x[0, c, 0, 0]) from kernels.conv.conv_fwd_bn_stats: one
+    launch of the normalize pass."""
+    _check_x(x)
+    _check_channels(x, weight=weight, bias=bias)
+    _check_act(act, eps)
+    plan = _Plan(x, config())
+    y = plan.new_like_x()
+    z = plan.new_like_x() if act == "silu" else x.new_empty(0)
+    if x.numel() == 0:
+        return plan.restore(y), z
+    eps_hi, eps_lo = split_float32(eps)
+    _bn_normalize_kernel[plan.grid(False)](
+        plan.x, y, z if act == "silu" else y, weight if weight is not None else y, bias if bias is not None else y,
+        stats[0], stats[1], stats[2], y, y,
+        eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles(False),
+        STATS="batch", ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=act == "silu",
+        LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps,
+    )
+    return plan.restore(y), plan.restore(z) if act == "silu" else z
+
+
+def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
+    """(coef [4, C], gw, gb) of a training-mode batch norm + act: the coefficients of
+    its input gradient as the conv kernels fold it (kernels/_conv_bn.py) and the
+    affine gradients, from one launch of the sums kernel."""
+    _check_x(x)
+    _check_channels(x, weight=weight, mean=mean, var=var)
+    _check_act(act, eps)
+    acc = accumulator_dtype(x.dtype)
+    c = x.shape[1]
+    pdtype = x.dtype if weight is None else weight.dtype
+    gw, gb = new_output((c,), pdtype, x.device), new_output((c,), pdtype, x.device)
+    coef = new_output((4, c), acc, x.device)
+    plan = _Plan(x, config())
+    g = plan.in_layout(grad)
+    s = plan.in_layout(s) if act != "linear" else g
+    eps_hi, eps_lo = split_float32(eps)
+    w = weight if weight is not None else x
+    common = dict(ACT=act, STORE_GX=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=True, TRAINING=True,
+                  FOLD=True, BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c, LAYOUT=plan.layout,
+                  ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
+    if plan.fused:
+        _bn_grad_sums_kernel[plan.grid(True)](
+            g, s, plan.x, x, w, mean, var, coef, coef, gw, gb, coef, coef, eps_hi, eps_lo, float(alpha),
+            *plan.geometry(), plan.num_tiles, FINAL=True, **common,
+        )
+    else:
+        part = new_output((2, plan.row_programs, c), acc, x.device)
+        _bn_grad_sums_kernel[plan.grid(False)](
+            g, s, plan.x, x, w, mean, var, part[0], part[1], gw, gb, coef, plan.counters(),
+            eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles_per_program, FINAL=False, **common,
+        )
+    return coef, gw, gb

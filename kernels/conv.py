@@ -55,8 +55,9 @@ from fastgan.reference.conv import output_size
 
 from . import _plans, _tiles
 from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
+from ._conv_bn import finalize_stats, finalize_sums, folded_operand, tile_stats, tile_sums
 from ._plans import cdiv
-from ._common import new_output
+from ._common import accumulator_dtype, new_output, split_float32
 from ._gemm import (
     acc_type,
     bias_act_store,
@@ -102,18 +103,22 @@ def _positions(i, ph, q0, S, P, TRANSPOSED: tl.constexpr):
 @triton.jit
 def _conv_gather_kernel(
     a_ptr, s_ptr, w_ptr, bias_ptr, y_ptr, z_ptr,
+    fx_ptr, fcoef_ptr, part_ptr, stat_ptr, counter_ptr,
+    es_ptr, ex_ptr, emean_ptr, evar_ptr, ew_ptr, egw_ptr, egb_ptr,
     NB, C_A, H, W, C_Y, OH, OW, QH, QW,
     KH, KW, SH, SW, PH, PW,
     sa_n, sa_c, sa_h, sa_w,
     ss_n, ss_c, ss_h, ss_w,
     sw_k, sw_n, sw_r, sw_s,
     sy_n, sy_c, sy_h, sy_w, s_bias,
-    alpha, gain, clamp, out_scale,
+    alpha, gain, clamp, out_scale, eps_hi, eps_lo, e_alpha,
     TRANSPOSED: tl.constexpr, FLAT_K: tl.constexpr, PIXEL_CHANNELS: tl.constexpr,
     ACT: tl.constexpr, HAS_CLAMP: tl.constexpr,
     PROLOGUE: tl.constexpr, EPILOGUE: tl.constexpr, HAS_BIAS: tl.constexpr, STORE_Z: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    BN_FOLD: tl.constexpr = False, BN_EPILOGUE: tl.constexpr = "none", E_ACT: tl.constexpr = "linear",
+    E_HAS_WEIGHT: tl.constexpr = False, BLOCK_P: tl.constexpr = 8,
 ):
     """y[n, co, oh, ow] = epilogue(sum A[n, c, ih, iw] * W[c, co, r, s]) over the taps of
     one phase. A has C_A channels and spatial size H x W; y has C_Y channels, OH x OW.
@@ -123,7 +128,17 @@ def _conv_gather_kernel(
     many channels per pixel, a power of two >= C_A (channels from C_A on are zeros):
     the K index then splits by a constant, and the loads of a tap's channel run are
     provably contiguous and aligned, so the compiler pipelines them with cp.async
-    (16-bit pixels of 3 channels, 6 bytes, cannot be loaded so)."""
+    (16-bit pixels of 3 channels, 6 bytes, cannot be loaded so).
+
+    Batch norm of a conv -> batch norm -> act block (kernels/_conv_bn.py): BN_FOLD, A
+    is dL/dy of the block's batch norm + act, s the saved tensor of its act and fx its
+    input (the conv output, s's layout): A is loaded as the batch norm's input
+    gradient, with the fcoef coefficients. BN_EPILOGUE 'stats' (forward): y's
+    per-channel statistics go to stat_ptr [3, C_Y]; 'sums' (input gradient): y is
+    dL/dy' of the block before this conv (saved tensor es, batch-norm input ex,
+    statistics emean / evar, weight ew), whose batch-norm sums give its affine
+    gradients egw / egb and fold coefficients stat_ptr [4, C_Y]. Both reduce through
+    the per-(row tile, phase) slots of part_ptr and a ticket per column tile."""
     phase = tl.program_id(1)
     ph_h = phase // SW
     ph_w = phase % SW
@@ -203,7 +218,10 @@ def _conv_gather_kernel(
             a_off = a_row[:, None] + ih * sa_h + iw * sa_w + c[None, :] * sa_c
             s_off = s_row[:, None] + ih * ss_h + iw * ss_w + c[None, :] * ss_c
             w_ok = k_ok
-        if PROLOGUE:
+        if BN_FOLD:
+            a = folded_operand(a_ptr, s_ptr, fx_ptr, fcoef_ptr, a_off, s_off, a_mask, c, c < C_A, C_A, alpha,
+                               ACT, ACC_DTYPE, 1).to(w_ptr.dtype.element_ty)
+        elif PROLOGUE:
             a = gradient_operand(a_ptr, s_ptr, a_off, s_off, a_mask, alpha, gain, clamp,
                                  ACT, HAS_CLAMP, True, ACC_DTYPE).to(w_ptr.dtype.element_ty)
         else:
@@ -213,13 +231,36 @@ def _conv_gather_kernel(
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=ACC_DTYPE)
 
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + cols[None, :] * sy_c
-    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, row_ok[:, None] & col_ok[None, :],
+    y_mask = row_ok[:, None] & col_ok[None, :]
+    bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, y_mask,
                    alpha, gain, clamp, out_scale, ACT, HAS_CLAMP, EPILOGUE, HAS_BIAS, STORE_Z)
+    if BN_EPILOGUE != "none":
+        # The values as stored (the block's act is linear, gain 1, no clamp there).
+        v = acc * out_scale
+        if HAS_BIAS:
+            v = v + tl.load(bias_ptr + cols * s_bias, mask=col_ok, other=0.0).to(ACC_DTYPE)[None, :]
+        v = v.to(y_ptr.dtype.element_ty).to(ACC_DTYPE)
+        row_tiles = tl.cdiv(rows_total, BLOCK_M)
+        slot = phase * row_tiles + pid_m
+        slots = row_tiles * tl.num_programs(1)
+        if BN_EPILOGUE == "stats":
+            tile_stats(v, y_mask, part_ptr, slot, slots, cols, col_ok, C_Y)
+        else:
+            tile_sums(v, y_mask, es_ptr, ex_ptr, emean_ptr, y_off, part_ptr, slot, slots, cols, col_ok, C_Y,
+                      e_alpha, E_ACT, ACC_DTYPE)
+        if arrived_last(counter_ptr + pid_n, slots):
+            if BN_EPILOGUE == "stats":
+                finalize_stats(part_ptr, stat_ptr, y_ptr, sy_c, slots, cols, col_ok, C_Y, NB * OH * OW,
+                               ACC_DTYPE, BLOCK_P, BLOCK_N)
+            else:
+                finalize_sums(part_ptr, emean_ptr, evar_ptr, ew_ptr, egw_ptr, egb_ptr, stat_ptr, eps_hi, eps_lo,
+                              slots, cols, col_ok, C_Y, NB * OH * OW, E_HAS_WEIGHT, ACC_DTYPE, BLOCK_P, BLOCK_N)
+            release_counter(counter_ptr + pid_n)
 
 
 @triton.jit
 def _conv_wgrad_kernel(
-    g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr, ws_ptr, gb_ws_ptr, counter_ptr,
+    g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr, ws_ptr, gb_ws_ptr, counter_ptr, fx_ptr, fcoef_ptr,
     NB, C_G, C_X, H, W, OH, OW, QH, QW,
     KH, KW, SH, SW, PH, PW, NPH, TMAX_W, TAP_GROUPS,
     sg_n, sg_c, sg_h, sg_w,
@@ -233,6 +274,7 @@ def _conv_wgrad_kernel(
     SPLIT_W: tl.constexpr, SPLIT_B: tl.constexpr,
     ACC_DTYPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BN_FOLD: tl.constexpr = False,
 ):
     """dW[cg, cx, r, s] = sum over output positions (n, oh, ow) of
     dZ[n, cg, oh, ow] * X[n, cx, ih(oh, r), iw(ow, s)], for one slice of positions.
@@ -314,8 +356,12 @@ def _conv_wgrad_kernel(
         g_mask = ch_ok[:, None] & k_ok[None, :]
         g_off = ch[:, None] * sg_c + (n * sg_n + oh * sg_h + ow * sg_w)[None, :]
         s_off = ch[:, None] * ss_c + (n * ss_n + oh * ss_h + ow * ss_w)[None, :]
-        dz = gradient_operand(g_ptr, s_ptr, g_off, s_off, g_mask, alpha, gain, clamp,
-                              ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
+        if BN_FOLD:
+            dz = folded_operand(g_ptr, s_ptr, fx_ptr, fcoef_ptr, g_off, s_off, g_mask, ch, ch_ok, C_G, alpha,
+                                ACT, ACC_DTYPE, 0)
+        else:
+            dz = gradient_operand(g_ptr, s_ptr, g_off, s_off, g_mask, alpha, gain, clamp,
+                                  ACT, HAS_CLAMP, PROLOGUE, ACC_DTYPE)
         if NEED_BIAS:
             bsum += tl.sum(dz, axis=1)
         if TRANSPOSED:
@@ -428,15 +474,25 @@ def _pixel_padded(t: torch.Tensor, channels: int) -> torch.Tensor:
     return nhwc.permute(0, 3, 1, 2)
 
 
+def single_pixel(kernel_transposed, a_hw, padding, out_hw, kernel_hw) -> bool:
+    """Whether _plan_gather runs this product as the single-pixel GEMM."""
+    return (kernel_transposed and tuple(a_hw) == (1, 1) and list(padding) == [0, 0]
+            and tuple(out_hw) == tuple(kernel_hw))
+
+
 def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
-                 act, alpha, gain, clamp, prologue, epilogue, out_scale, tile=None):
+                 act, alpha, gain, clamp, prologue, epilogue, out_scale, tile=None, bn=None):
     """The launch of the gather kernel (or of the single-pixel GEMM) for these
-    arguments, as a function of the tensors (a, s, weight, bias, out, z): tile, grid
-    and every scalar argument are worked out here, once per call signature."""
+    arguments, as a function of the tensors (a, s, weight, bias, out, z[, bn tensors,
+    bn scalars]): tile, grid and every scalar argument are worked out here, once per
+    call signature. bn: the batch-norm options of _conv_gather_kernel (BN_FOLD,
+    BN_EPILOGUE, E_ACT, E_HAS_WEIGHT) for a conv -> batch norm -> act block."""
     nb, c_a, h, w = a.shape
     c_y, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = weight.shape[2], weight.shape[3]
-    if kernel_transposed and (h, w) == (1, 1) and list(padding) == [0, 0] and (oh, ow) == (kh, kw):
+    if single_pixel(kernel_transposed, (h, w), padding, (oh, ow), (kh, kw)):
+        if bn is not None:
+            raise ValueError("a batch-norm fusion has no single-pixel GEMM form: run it unfused")
         return _plan_single_pixel(a, s, weight, bias, out, z, act, alpha, gain, clamp, prologue, epilogue, out_scale)
     sh, sw = stride
     ph, pw = padding
@@ -483,17 +539,36 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
+    if bn is not None:
+        constexprs.update(bn, BLOCK_P=max(1, 1024 // tile.BLOCK_N))
+    # The reduction slots and counters of a BN epilogue: one per (row tile, phase), one
+    # ticket counter per column tile.
+    row_tiles = cdiv(rows, tile.BLOCK_M)
+    epilogue_slots, col_tiles = row_tiles * phases, cdiv(c_y, tile.BLOCK_N)
 
-    def launch(a, s, weight, bias, out, z):
+    def launch(a, s, weight, bias, out, z, bn_tensors=(), bn_scalars=(0.0, 0.0, 0.0)):
+        """bn_tensors: (fx, fcoef, part, stat, es, ex, emean, evar, ew, egw, egb), None
+        where unused; part from epilogue_partials."""
         if repack:
             weight = weight.contiguous(memory_format=torch.channels_last)
+        fx = bn_tensors[0] if bn_tensors else None
         if pixel_channels:
             a, s = _pixel_padded(a, pixel_channels), None if s is None else _pixel_padded(s, pixel_channels)
+            fx = None if fx is None else _pixel_padded(fx, pixel_channels)
+        s = s if s is not None else a
+        if bn_tensors:
+            rest = bn_tensors[1:]
+            counters = tile_counters(col_tiles, out.device) if rest[1] is not None else None
+            bn_args = [fx, rest[0], rest[1], rest[2], counters, *rest[3:]]
+            bn_args = [t if t is not None else out for t in bn_args]
+        else:
+            bn_args = [out] * 12
         _conv_gather_kernel[grid](
-            a, s if s is not None else a, weight, bias if bias is not None else out, out,
-            z if z is not None else out, *scalars, **constexprs,
+            a, s, weight, bias if bias is not None else out, out,
+            z if z is not None else out, *bn_args, *scalars, *bn_scalars, **constexprs,
         )
 
+    launch.epilogue_slots = epilogue_slots
     return launch
 
 
@@ -596,6 +671,12 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
     _plans.get(key) or _plans.put(key, _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha,
                                                           gain, clamp))
     s = s if needs_saved(act, clamp) else None
+    return _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias)
+
+
+def _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias,
+                 fold=None):
+    """conv_grad_weight's launch; fold = (fx, coef) runs it with BN_FOLD (s given)."""
     kh, kw = kernel_hw
     nb, c_g, oh, ow = grad.shape
     c_x, h, w = x.shape[1], x.shape[2], x.shape[3]
@@ -628,11 +709,12 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
     gb_ws = partials_buffer(split * phases, c_g, grad.dtype, grad.device) if split_b else gw
     w_tiles = row_tiles * col_tiles * tap_groups * phases
     counters = tile_counters(w_tiles + row_tiles, x.device) if split > 1 or split_b else gw
-    prologue = s is not None
-    s_ = s if prologue else grad
+    prologue = s is not None and fold is None
+    s_ = s if s is not None else grad
+    fx, fcoef = fold if fold is not None else (gw, gw)
     grid = (row_tiles, col_tiles, split * phases * tap_groups)
     _conv_wgrad_kernel[grid](
-        grad, s_, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
+        grad, s_, x, gw, gb if gb is not None else gw, ws, gb_ws, counters, fx, fcoef,
         nb, c_g, c_x, h, w, oh, ow, qh, qw,
         kh, kw, sh, sw, padding[0], padding[1], phases, tmax_w, tap_groups,
         *grad.stride(), *s_.stride(), *x.stride(),
@@ -644,6 +726,103 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
         SPLIT_W=split > 1, SPLIT_B=split_b,
         ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
-        **tile.launch_options(),
+        **({"BN_FOLD": True} if fold is not None else {}), **tile.launch_options(),
     )
     return gw, (gb if gb is not None else grad.new_empty(0))
+
+
+# ----------------------------------------------------------------------------- conv -> batch norm blocks
+# fastgan.ops.conv_bn: the conv of a conv -> batch norm -> act block with the batch
+# norm's statistics in its forward epilogue and its input gradient folded into its
+# backward loads (kernels/_conv_bn.py). Each runs on the gather kernel only: a product
+# that would run as the single-pixel GEMM (single_pixel) is run unfused by the caller.
+
+
+def _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed):
+    shape, _, _ = _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear", 0.2, 1.0, None)
+    y = torch.empty(shape, dtype=x.dtype, device="meta", memory_format=torch.channels_last)
+    launch = _plan_gather(x, None, weight, bias, y, None, transposed, _pair("conv_fwd", "stride", stride, 1),
+                          _pair("conv_fwd", "padding", padding, 0), "linear", 0.2, 1.0, None,
+                          prologue=False, epilogue=True, out_scale=1.0, bn=dict(BN_EPILOGUE="stats"))
+    return shape, launch
+
+
+def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed):
+    """(y, stats): y = conv(x, w) + b channels_last, as conv_fwd with act linear, and
+    its per-channel batch statistics stats [3, C_out] in the accumulator dtype (mean,
+    biased var, mean - y[0, c, 0, 0], what batch_norm.bn_normalize takes), in one
+    launch. y must not be empty."""
+    key = ("conv_fwd_bn_stats", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride),
+           tuple(padding), tuple(output_padding), transposed)
+    plan = _plans.get(key) or _plans.put(
+        key, _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed))
+    shape, launch = plan
+    acc = accumulator_dtype(x.dtype)
+    y = new_output(shape, x.dtype, x.device, torch.channels_last)
+    stats = new_output((3, shape[1]), acc, x.device)
+    part = new_output((3 * launch.epilogue_slots * shape[1],), acc, x.device)
+    launch(x, None, weight, bias, y, None, (None, None, part, stats) + (None,) * 7)
+    return y, stats
+
+
+def _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act):
+    shape, _, _ = _plan_grad_input(grad, None, weight, input_hw, stride, padding, transposed, "linear", 0.2, 1.0,
+                                   None)
+    if tuple(s.shape) != tuple(grad.shape):
+        raise ValueError(f"conv_grad_input_bn: s must be shaped like grad {tuple(grad.shape)}, got {tuple(s.shape)}")
+    gx = torch.empty(shape, dtype=grad.dtype, device="meta", memory_format=torch.channels_last)
+    bn = dict(BN_FOLD=True)
+    if link_act is not None:
+        bn.update(BN_EPILOGUE="sums", E_ACT=link_act[0], E_HAS_WEIGHT=link_act[1])
+    launch = _plan_gather(grad, s, weight, None, gx, None, not transposed, _pair("conv_grad_input", "stride", stride, 1),
+                          _pair("conv_grad_input", "padding", padding, 0), act, alpha, 1.0, None,
+                          prologue=False, epilogue=False, out_scale=1.0, bn=bn)
+    return shape, launch
+
+
+def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, transposed, act, alpha, link=None):
+    """dL/dx of a conv -> batch norm -> act block (channels_last), given dL/dy of the
+    block, the saved s of its act (fx itself for act linear), fx the conv output (s's
+    strides) and the fold coefficients [4, C] of batch_norm.bn_fold_coefficients.
+
+    link = (es, ex, mean, var, weight, eps, act, alpha) of the block that produced
+    this conv's input x (es, ex channels_last like x): its batch-norm sums are taken
+    in the same launch's epilogue; then returns (gx, (coef, gw, gb)) of that block,
+    else (gx, None)."""
+    link_act = None if link is None else (link[6], link[4] is not None)
+    key = ("conv_grad_input_bn", _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(weight),
+           tuple(input_hw), tuple(stride), tuple(padding), transposed, act, alpha, link_act)
+    plan = _plans.get(key) or _plans.put(
+        key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act))
+    shape, launch = plan
+    gx = new_output(shape, grad.dtype, grad.device, torch.channels_last)
+    if link is None:
+        launch(grad, s, weight, None, gx, None, (fx, coef) + (None,) * 9, (0.0, 0.0, float(alpha)))
+        return gx, None
+    es, ex, mean, var, e_weight, eps, e_act, e_alpha = link
+    c = shape[1]
+    acc = accumulator_dtype(grad.dtype)
+    pdtype = ex.dtype if e_weight is None else e_weight.dtype
+    e_coef = new_output((4, c), acc, grad.device)
+    e_gw, e_gb = new_output((c,), pdtype, grad.device), new_output((c,), pdtype, grad.device)
+    part = new_output((2 * launch.epilogue_slots * c,), acc, grad.device)
+    eps_hi, eps_lo = split_float32(eps)
+    launch(grad, s, weight, None, gx, None,
+           (fx, coef, part, e_coef, es if e_act != "linear" else ex, ex, mean, var, e_weight, e_gw, e_gb),
+           (eps_hi, eps_lo, float(e_alpha)))
+    return gx, (e_coef, e_gw, e_gb)
+
+
+def conv_grad_weight_bn(grad, s, fx, coef, x, kernel_hw, stride, padding, transposed, act, alpha, need_bias):
+    """(dL/dw, dL/db) of a conv -> batch norm -> act block's conv (conv_grad_weight's
+    layout), given what conv_grad_input_bn takes."""
+    op = "conv_grad_weight_bn"
+    key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(x), tuple(kernel_hw), tuple(stride),
+           tuple(padding), act, alpha)
+    if _plans.get(key) is None:
+        _check_grad_weight(op, grad, None, x, kernel_hw, stride, padding, "linear", 0.2, 1.0, None)
+        if tuple(s.shape) != tuple(grad.shape) or s.stride() != fx.stride():
+            raise ValueError(f"{op}: s and fx must be shaped like grad {tuple(grad.shape)} with equal strides")
+        _plans.put(key, True)
+    return _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, 1.0, None, need_bias,
+                        fold=(fx, coef))

@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 import dcgan
-from fastgan.nn import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct, fuse
+from fastgan.nn import (
+    BatchNormAct1d, BatchNormAct2d, Conv2dAct, Conv2dBatchNormAct, ConvTranspose2dAct, ConvTranspose2dBatchNormAct,
+    FoldedBatchNorm2d, LinearAct, fuse,
+)
 
 FUSED = (Conv2dAct, ConvTranspose2dAct, LinearAct, BatchNormAct2d, BatchNormAct1d)
 
@@ -198,19 +201,21 @@ TABLE = {
     "conv_alone": ([conv()], IMAGE, [(Conv2dAct, "linear")]),
     "conv_t_alone": ([conv_t()], IMAGE, [(ConvTranspose2dAct, "linear")]),
     "linear_alone": ([linear()], VECTOR, [(LinearAct, "linear")]),
-    "conv_bn": ([conv(False), nn.BatchNorm2d(4)], IMAGE, [(Conv2dAct, "linear"), (BatchNormAct2d, "linear")]),
-    "conv_t_bn": ([conv_t(), nn.BatchNorm2d(4)], IMAGE, [(ConvTranspose2dAct, "linear"), (BatchNormAct2d, "linear")]),
+    "conv_bn": ([conv(False), nn.BatchNorm2d(4)], IMAGE, [(Conv2dBatchNormAct, "linear"), (FoldedBatchNorm2d, "linear")]),
+    "conv_t_bn": (
+        [conv_t(), nn.BatchNorm2d(4)], IMAGE, [(ConvTranspose2dBatchNormAct, "linear"), (FoldedBatchNorm2d, "linear")]
+    ),
     "linear_bn": ([linear(), nn.BatchNorm1d(4)], VECTOR, [(LinearAct, "linear"), (BatchNormAct1d, "linear")]),
     "conv_act": ([conv(False), nn.ReLU()], IMAGE, [(Conv2dAct, "relu"), (nn.Identity, None)]),
     "conv_t_act": ([conv_t(), nn.Tanh()], IMAGE, [(ConvTranspose2dAct, "tanh"), (nn.Identity, None)]),
     "linear_act": ([linear(False), nn.Sigmoid()], VECTOR, [(LinearAct, "sigmoid"), (nn.Identity, None)]),
     "conv_bn_act": (
         [conv(False), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)], IMAGE,
-        [(Conv2dAct, "linear"), (BatchNormAct2d, "lrelu"), (nn.Identity, None)],
+        [(Conv2dBatchNormAct, "linear"), (FoldedBatchNorm2d, "lrelu"), (nn.Identity, None)],
     ),
     "conv_t_bn_act": (
         [conv_t(False), nn.BatchNorm2d(4, momentum=None), nn.SiLU()], IMAGE,
-        [(ConvTranspose2dAct, "linear"), (BatchNormAct2d, "silu"), (nn.Identity, None)],
+        [(ConvTranspose2dBatchNormAct, "linear"), (FoldedBatchNorm2d, "silu"), (nn.Identity, None)],
     ),
     "linear_bn_act": (
         [linear(), nn.BatchNorm1d(4, affine=False), nn.ReLU(inplace=True)], VECTOR,
@@ -274,7 +279,7 @@ def test_runs_split_across_module_boundaries_are_not_joined():
         Block(),
     ).double()
     fused = fuse(plain)
-    assert [type(m) for m in fused[0]] == [Conv2dAct, BatchNormAct2d] and fused[0][1].act == "linear"
+    assert [type(m) for m in fused[0]] == [Conv2dBatchNormAct, FoldedBatchNorm2d] and fused[0][1].act == "linear"
     assert type(fused[1]) is nn.ReLU and type(fused[3]) is nn.Tanh
     assert type(fused[2][0]) is nn.Conv2d
     assert type(fused[4].conv) is nn.Conv2d and type(fused[4].act) is nn.ReLU

@@ -2,10 +2,14 @@
 convert_sync_batchnorm(model) for DDP."""
 
 from .fuse import fuse
-from .modules import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, GANLoss, LinearAct
+from .modules import (
+    BatchNormAct1d, BatchNormAct2d, Conv2dAct, Conv2dBatchNormAct, ConvTranspose2dAct, ConvTranspose2dBatchNormAct,
+    FoldedBatchNorm2d, GANLoss, LinearAct,
+)
 from .sync import SyncBatchNormAct, convert_sync_batchnorm
 
 __all__ = [
-    "BatchNormAct1d", "BatchNormAct2d", "Conv2dAct", "ConvTranspose2dAct", "GANLoss", "LinearAct", "SyncBatchNormAct",
+    "BatchNormAct1d", "BatchNormAct2d", "Conv2dAct", "Conv2dBatchNormAct", "ConvTranspose2dAct",
+    "ConvTranspose2dBatchNormAct", "FoldedBatchNorm2d", "GANLoss", "LinearAct", "SyncBatchNormAct",
     "convert_sync_batchnorm", "fuse",
 ]

@@ -12,6 +12,11 @@ alone is left as it is. A layer with an argument the fused modules have no form 
 is; a batch norm + act after it is a run of its own. Modules outside an nn.Sequential
 are left alone: fuse cannot see the order a custom forward calls them in.
 
+A (Conv2d | ConvTranspose2d) -> BatchNorm2d [-> act] run becomes one block
+(Conv2dBatchNormAct / ConvTranspose2dBatchNormAct, fastgan.ops.conv_bn: fewer kernel
+launches a step) whose batch norm's parameters and buffers stay in the batch norm's
+place, in a FoldedBatchNorm2d whose own forward is the identity.
+
 The model is copied, never changed. A run of k modules is replaced in place by the
 fused module(s) followed by nn.Identity padding, so every state_dict key of the
 original model stays valid: the fused copy loads the original's checkpoints and back.
@@ -23,7 +28,10 @@ import copy
 
 from torch import nn
 
-from .modules import BatchNormAct1d, BatchNormAct2d, Conv2dAct, ConvTranspose2dAct, LinearAct
+from .modules import (
+    BatchNormAct1d, BatchNormAct2d, Conv2dAct, Conv2dBatchNormAct, ConvTranspose2dAct, ConvTranspose2dBatchNormAct,
+    FoldedBatchNorm2d, LinearAct,
+)
 
 
 def _activation_of(module: nn.Module):
@@ -100,7 +108,57 @@ def _adopt(new: nn.Module, old: nn.Module) -> nn.Module:
     return new
 
 
-def _fuse_sequential(seq: nn.Sequential) -> None:
+def _fused_block(conv: nn.Module, bn: nn.Module, act: str, alpha):
+    """(block, folded batch norm): a Conv2dBatchNormAct / ConvTranspose2dBatchNormAct
+    with conv's parameters, and the FoldedBatchNorm2d holding bn's, which stays in
+    bn's place (so the state_dict keys do not change)."""
+    norm = _adopt(FoldedBatchNorm2d(
+        bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, act=act, alpha=alpha,
+        device=bn.weight.device if bn.weight is not None else None,
+        dtype=bn.weight.dtype if bn.weight is not None else None,
+    ), bn)
+    like = dict(device=conv.weight.device, dtype=conv.weight.dtype, norm=norm)
+    if type(conv) is nn.Conv2d:
+        block = Conv2dBatchNormAct(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                   bias=conv.bias is not None, **like)
+    else:
+        block = ConvTranspose2dBatchNormAct(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                            conv.padding, conv.output_padding, bias=conv.bias is not None, **like)
+    return _adopt(block, conv), norm
+
+
+def split_blocks(model: nn.Module) -> None:
+    """Undo the conv -> batch norm -> act blocks of fuse() in place: each becomes a
+    Conv2dAct / ConvTranspose2dAct and a BatchNormAct2d with the same parameters and
+    buffers (convert_sync_batchnorm does this first: a block cannot synchronise its
+    batch statistics across processes)."""
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for name, module in list(seq._modules.items()):
+            if not isinstance(module, (Conv2dBatchNormAct, ConvTranspose2dBatchNormAct)):
+                continue
+            norm = module.norm
+            for norm_name, other in seq._modules.items():
+                if other is norm:
+                    plain = nn.BatchNorm2d(norm.num_features, norm.eps, norm.momentum, norm.affine,
+                                           norm.track_running_stats, device="meta")
+                    seq._modules[norm_name] = _fused_norm(_adopt(plain, norm), norm.act, norm.alpha)
+            conv_type = nn.ConvTranspose2d if isinstance(module, ConvTranspose2dBatchNormAct) else nn.Conv2d
+            seq._modules[name] = _fused_head(_as_plain(module, conv_type), "linear", None)
+
+
+def _as_plain(module: nn.Module, conv_type) -> nn.Module:
+    """A plain conv of module's type and arguments sharing its parameters."""
+    kwargs = dict(bias=module.bias is not None, device="meta")
+    if conv_type is nn.ConvTranspose2d:
+        plain = conv_type(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                          module.output_padding, **kwargs)
+    else:
+        plain = conv_type(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                          **kwargs)
+    return _adopt(plain, module)
+
+
+def _fuse_sequential(seq: nn.Sequential, blocks: bool) -> None:
     mods = list(seq._modules.items())
 
     def at(k):
@@ -117,7 +175,9 @@ def _fuse_sequential(seq: nn.Sequential) -> None:
                 i += 1  # a lone bias-free layer: no epilogue to fuse
                 continue
             act, alpha = found or ("linear", None)
-            if has_norm:
+            if has_norm and blocks and type(module) is not nn.Linear:
+                seq._modules[name], seq._modules[mods[i + 1][0]] = _fused_block(module, mods[i + 1][1], act, alpha)
+            elif has_norm:
                 seq._modules[name] = _fused_head(module, "linear", None)
                 seq._modules[mods[i + 1][0]] = _fused_norm(mods[i + 1][1], act, alpha)
             else:
@@ -134,12 +194,15 @@ def _fuse_sequential(seq: nn.Sequential) -> None:
             i += 1
 
 
-def fuse(model: nn.Module) -> nn.Module:
+def fuse(model: nn.Module, *, blocks: bool = True) -> nn.Module:
     """A copy of `model` with each fusable run inside an nn.Sequential replaced by fused
     modules sharing no storage with the original. A model with nothing to fuse comes
-    back as an equal copy."""
+    back as an equal copy. With `blocks` (the default), a (Conv2d | ConvTranspose2d) ->
+    BatchNorm2d [-> act] run becomes one Conv2dBatchNormAct / ConvTranspose2dBatchNormAct
+    block plus the FoldedBatchNorm2d holding the batch norm's state in its place;
+    blocks=False fuses it as Conv2dAct / ConvTranspose2dAct + BatchNormAct2d."""
     fused = copy.deepcopy(model)
     for module in list(fused.modules()):
         if isinstance(module, nn.Sequential):
-            _fuse_sequential(module)
+            _fuse_sequential(module, blocks)
     return fused

@@ -125,15 +125,23 @@ class _BatchNormActMixin(_ActMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
+        return self._normalize(x, *self._step())
+
+    def _step(self):
+        """One forward's bookkeeping (counts the batch when training): (running mean,
+        running var (None when not kept), use batch statistics, momentum factor)."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
+        return self.running_mean if keep else None, self.running_var if keep else None, use_batch_stats, factor
+
+    def _normalize(self, x, running_mean, running_var, use_batch_stats, factor):
         return FG.batch_norm_for_module(
-            x, self.running_mean if keep else None, self.running_var if keep else None, self.weight, self.bias,
-            use_batch_stats, factor, self.eps, self.act, self.alpha,
+            x, running_mean, running_var, self.weight, self.bias, use_batch_stats, factor, self.eps, self.act,
+            self.alpha,
         )
 
     def extra_repr(self) -> str:
@@ -162,6 +170,80 @@ class BatchNormAct1d(_BatchNormActMixin, nn.BatchNorm1d):
     ):
         self._set_activation(act, alpha, None, None)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+
+class FoldedBatchNorm2d(BatchNormAct2d):
+    """The batch norm + act of a conv -> batch norm -> act block (Conv2dBatchNormAct,
+    ConvTranspose2dBatchNormAct) that runs inside the block: it keeps the parameters,
+    running statistics and settings at the place (and state_dict keys) of the
+    nn.BatchNorm2d it stands for, and its own forward passes its input through. Made
+    by fuse(); fastgan.nn.convert_sync_batchnorm splits the block again (a block's
+    statistics are not synchronised across processes)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _ConvBatchNormMixin:
+    """conv -> batch norm -> act with batch statistics as one fused op on the Triton
+    kernels in eager mode (fastgan.ops.conv_bn); everywhere else (eval with running
+    statistics, torch.compile / export, backend 'reference') the separate ops of
+    Conv2dAct and BatchNormAct2d, in that order: the results of those two modules."""
+
+    def _attach_norm(self, norm: FoldedBatchNorm2d) -> None:
+        # Not a submodule: the batch norm is its Sequential's child (state_dict keys).
+        object.__setattr__(self, "norm", norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.norm
+        running_mean, running_var, use_batch_stats, factor = norm._step()
+        if use_batch_stats and isinstance(x, torch.Tensor) and x.dim() == 4:
+            xa, w, b = V.autocast(x, self.weight, self.bias)
+            if FG._path(xa, w, b, norm.weight, norm.bias, running_mean, running_var) == "triton":
+                from ..ops import conv_bn
+
+                geometry = (list(self.stride), list(self.padding), list(self._block_output_padding()),
+                            self._block_transposed)
+                y, mean, var = conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps,
+                                                           norm.act, norm.alpha)
+                FG.update_running_stats(running_mean, running_var, mean, var, factor, y.numel() // y.shape[1])
+                return y
+        return norm._normalize(super().forward(x), running_mean, running_var, use_batch_stats, factor)
+
+
+class Conv2dBatchNormAct(_ConvBatchNormMixin, Conv2dAct):
+    """nn.Conv2d -> nn.BatchNorm2d -> activation, the batch norm's statistics reduced in
+    the conv's epilogue and its input gradient folded into the conv's backward (see
+    fastgan.ops.conv_bn). The conv's parameters are this module's; the batch norm's
+    live in `norm`, a FoldedBatchNorm2d that stays where the batch norm was."""
+
+    _block_transposed = False
+
+    def __init__(self, *args, norm: FoldedBatchNorm2d, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach_norm(norm)
+
+    def _block_output_padding(self):
+        return (0, 0)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, norm={self.norm.num_features}, norm_act={self.norm.act}"
+
+
+class ConvTranspose2dBatchNormAct(_ConvBatchNormMixin, ConvTranspose2dAct):
+    """nn.ConvTranspose2d -> nn.BatchNorm2d -> activation as Conv2dBatchNormAct."""
+
+    _block_transposed = True
+
+    def __init__(self, *args, norm: FoldedBatchNorm2d, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._attach_norm(norm)
+
+    def _block_output_padding(self):
+        return self.output_padding
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, norm={self.norm.num_features}, norm_act={self.norm.act}"
 
 
 class GANLoss(nn.Module):

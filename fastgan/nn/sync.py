@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..reference.activations import activation
-from .fuse import _adopt
+from .fuse import _adopt, split_blocks
 from .modules import BatchNormAct1d, BatchNormAct2d, _BatchNormActMixin
 
 
@@ -130,6 +130,7 @@ def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
     module is returned. Use this rather than torch's function on a fused model: torch's
     makes each BatchNormAct a plain SyncBatchNorm and silently drops its activation.
     """
+    split_blocks(module)  # a conv -> batch norm block's statistics are local: back to separate modules
     converted = module
     if isinstance(module, (BatchNormAct1d, BatchNormAct2d, SyncBatchNormAct)):
         converted = _sync_from_fused(module, process_group)

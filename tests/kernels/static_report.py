@@ -65,7 +65,7 @@ PIPELINED_LOADS = ("LDGSTS", "UTMALDG", "UBLKCP")
 
 # The constexprs that name a kernel variant in the table (plus the tile).
 VARIANT_KEYS = ("TRANSPOSED", "FLAT_K", "FLAT_N", "PROLOGUE", "EPILOGUE", "ROW_SUM", "ACT", "HAS_CLAMP", "STORE_Z",
-                "NEED_BIAS", "DOT_PRECISION", "RANK_K")
+                "NEED_BIAS", "DOT_PRECISION", "RANK_K", "BN_FOLD", "BN_EPILOGUE", "E_ACT", "FOLD")
 TILE_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K")
 
 
@@ -252,6 +252,10 @@ class Spec:
                 flags.append(k)
             elif k == "ACT" and v not in (None, "linear"):
                 flags.append(f"act={v}")
+            elif k == "BN_EPILOGUE" and v not in (None, "none"):
+                flags.append(f"bn_{v}")
+            elif k == "E_ACT" and c.get("BN_EPILOGUE") == "sums":
+                flags.append(f"sums_act={v}")
             elif k == "DOT_PRECISION" and v is not None and self.dtype == "float32":
                 flags.append(v)
             elif k == "RANK_K" and v:

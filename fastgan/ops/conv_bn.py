@@ -1,0 +1,206 @@
+"""A conv -> batch norm -> activation block in training mode as one eager autograd
+Function (ConvBatchNormAct), on the Triton kernels: two launches forward, two or three
+backward, where the separate ops take three to four each.
+
+Forward: the conv kernel's epilogue also reduces the batch statistics of its output
+(kernels.conv.conv_fwd_bn_stats), then one normalize + act launch
+(kernels.batch_norm.bn_normalize). A conv that runs as the single-pixel GEMM (a
+generator's 1 x 1 latent input) keeps its separate batch-norm launch.
+
+Backward (first order): the batch norm's input gradient is never stored. Its sums
+(sum gz, sum gz (x - mean)) give four per-channel coefficients
+(kernels.batch_norm.bn_fold_coefficients, one launch), and the conv's input- and
+weight-gradient kernels compute that gradient from dL/dy, the saved output, the conv
+output and the coefficients as they load it (kernels/_conv_bn.py).
+
+Blocks in a row: a block's output carries a BlockLink (its saved tensors). The block
+that consumes it computes those sums in the epilogue of its own input-gradient launch
+and leaves them in the link; the producer's backward takes them when the gradient it
+receives is the very tensor they were computed from (one consumer, nothing added to
+it), so it launches no sums of its own. Otherwise it computes them itself: results do
+not depend on which way they were computed (the same sums in a fixed order, within
+rounding of the summation order).
+
+Higher order (create_graph=True: R1, WGAN-GP): the backward recomputes the block with
+the separate differentiable ops (fastgan.ops.conv, fastgan.ops.batch_norm) and
+differentiates that, so every gradient of any order is the per-layer path's.
+Eval mode, torch.compile / export and backend 'reference' never come here: the module
+runs the separate ops (fastgan.nn.modules.Conv2dBatchNormAct).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels import batch_norm as KB
+from ..kernels import conv as KC
+from ..reference import activations as A
+from ..reference.conv import output_size
+from . import batch_norm as _bn_ops
+from . import conv as _conv_ops
+
+LINK_ATTRIBUTE = "_fastgan_block_link"
+
+
+class BlockLink:
+    """What a block's consumer needs to compute the block's backward sums: its saved
+    tensor of the activation (None when that is the output itself, which the consumer
+    holds: no reference cycle through the output), batch-norm input, statistics,
+    weight and activation. `sums`: (the gradient they were computed from, coef, gw, gb)
+    once a consumer computed them."""
+
+    __slots__ = ("s", "x", "mean", "var", "weight", "eps", "act", "alpha", "version", "sums", "__weakref__")
+
+    def __init__(self):
+        self.clear()
+
+    def fill(self, s, x, mean, var, weight, eps, act, alpha):
+        self.s, self.x, self.mean, self.var, self.weight = s, x, mean, var, weight
+        self.eps, self.act, self.alpha = eps, act, alpha
+
+    def clear(self):
+        """Drop every reference (the producer's backward has run)."""
+        self.fill(None, None, None, None, None, None, None, None)
+        self.version = None
+        self.sums = None
+
+    def kernel_args(self, output):
+        """The `link` argument of kernels.conv.conv_grad_input_bn, given the block's output."""
+        s = output if self.s is None else self.s
+        return (s, self.x, self.mean, self.var, self.weight, self.eps, self.act, self.alpha)
+
+    def take(self, grad):
+        """(coef, gw, gb) computed by the consumer from exactly `grad`, else None."""
+        sums, self.sums = self.sums, None
+        if sums is not None and sums[0] is grad:
+            return sums[1:]
+        return None
+
+
+def incoming_link(x):
+    """The BlockLink of the block that produced x, if x is still what it produced."""
+    link = getattr(x, LINK_ATTRIBUTE, None)
+    if link is None or link.version != x._version:
+        return None
+    return link
+
+
+def _channels_last(t):
+    return t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _fwd_single_pixel(x, weight, padding, out_hw, transposed):
+    return KC.single_pixel(transposed, x.shape[2:], padding, out_hw, weight.shape[2:])
+
+
+def _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
+    # The input gradient runs the other product: a transposed kernel when the conv is not.
+    return KC.single_pixel(not transposed, out_hw, padding, x.shape[2:], weight.shape[2:])
+
+
+class ConvBatchNormAct(torch.autograd.Function):
+    """(y, mean, var) = act(batch_norm(conv(x, w) + b)) with batch statistics; mean and
+    var (the batch's, biased) are for the caller's running-statistics update."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link):
+        stride, padding, output_padding, transposed = geometry
+        out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
+        if _fwd_single_pixel(x, weight, padding, out_hw, transposed) or x.shape[0] == 0:
+            xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
+                                A.DEFAULT_ALPHA, 1.0, None)
+            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
+        else:
+            xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
+            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
+            mean, var = stats[0], stats[1]
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(mean, var)
+        ctx.cfg = (geometry, eps, act, alpha, out_hw)
+        if A.needs_preactivation(act):
+            s = z
+        elif A.needs_saved(act, None):
+            s = y
+        else:
+            s = xc  # act linear: never read, but the kernels take s's strides for the conv output
+        ctx.save_for_backward(x, weight, bias, bn_weight, bn_bias, xc, s, mean, var)
+        ctx.link, ctx.in_link = link, in_link
+        if link is not None:
+            link.fill(None if s is y else s, xc, mean, var, bn_weight, eps, act, alpha)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, gy, _gmean, _gvar):
+        x, weight, bias, bn_weight, bn_bias, xc, s, mean, var = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        if gy is None:
+            return (None,) * 11
+        if torch.is_grad_enabled():
+            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 6
+        (stride, padding, output_padding, transposed), eps, act, alpha, out_hw = ctx.cfg
+        link = ctx.link
+        sums = link.take(gy) if link is not None else None
+        if sums is None:
+            sums = KB.bn_fold_coefficients(gy, s, xc, bn_weight, mean, var, eps, act, alpha)
+        coef, g_bn_w, g_bn_b = sums
+        if link is not None:
+            link.clear()
+        gx = gw = gb = None
+        if needs[0]:
+            if _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
+                gx = _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, ctx.cfg)
+            else:
+                in_link = ctx.in_link
+                link_args = None
+                if in_link is not None and in_link.x is not None and _channels_last(x) and _channels_last(in_link.x) \
+                        and (in_link.s is None or _channels_last(in_link.s)):
+                    link_args = in_link.kernel_args(x)
+                gx, in_sums = KC.conv_grad_input_bn(gy, s, xc, coef, weight, list(x.shape[2:]), stride, padding,
+                                                    transposed, act, alpha, link=link_args)
+                if in_sums is not None:
+                    in_link.sums = (gx, *in_sums)
+        if needs[1] or needs[2]:
+            gw, gb = KC.conv_grad_weight_bn(gy, s, xc, coef, x, list(weight.shape[2:]), stride, padding, transposed,
+                                            act, alpha, bool(needs[2]))
+            gw = gw if needs[1] else None
+            gb = gb if needs[2] else None
+        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 6
+
+
+def _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, cfg):
+    """dL/dx through a stored batch-norm input gradient: for an input gradient that
+    runs as the single-pixel GEMM, which has no folded form."""
+    (stride, padding, _, transposed), *_ = cfg
+    g_bn, _, _ = KB.bn_backward(gy, s, xc, bn_weight, mean, var, True, eps, act, alpha, False)
+    return KC.conv_grad_input(g_bn, None, weight, list(x.shape[2:]), stride, padding, transposed, "linear",
+                              A.DEFAULT_ALPHA, 1.0, None)
+
+
+def _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias):
+    """Gradients of (x, w, b, bn_w, bn_b) for a higher-order graph: the block
+    recomputed with the separate differentiable ops, then differentiated."""
+    (stride, padding, output_padding, transposed), eps, act, alpha, _ = ctx.cfg
+    inputs = (x, weight, bias, bn_weight, bn_bias)
+    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    with torch.enable_grad():
+        xc = _conv_ops.ConvBiasAct.apply(x, weight, bias, list(stride), list(padding), list(output_padding),
+                                         transposed, "linear", A.DEFAULT_ALPHA, 1.0, None)[0]
+        y = _bn_ops.BatchNormAct.apply(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)[0]
+        grads = torch.autograd.grad(y, [inputs[i] for i in wanted], gy, create_graph=True, allow_unused=True)
+    out = [None] * 5
+    for i, g in zip(wanted, grads):
+        out[i] = g
+    return tuple(out)
+
+
+def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha):
+    """(y, mean, var) of the block; y carries the BlockLink its consumer may use when a
+    backward will run."""
+    track = torch.is_grad_enabled()
+    link = BlockLink() if track else None
+    y, mean, var = ConvBatchNormAct.apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
+                                          incoming_link(x) if track else None)
+    if link is not None and y.requires_grad:
+        link.version = y._version
+        setattr(y, LINK_ATTRIBUTE, link)
+    return y, mean, var
