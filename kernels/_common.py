@@ -67,6 +67,12 @@ class LaunchConfigs:
             return self._override
         return self.interpreter if interpreting() and _emulated is None else self.gpu
 
+    def overridden(self):
+        """The config configured() put in force, else None. A launch plan cached under
+        one config must not serve another: plan keys include this (the rest of
+        current()'s choice, interpreter and emulated GPU, is in every plan's key)."""
+        return self._override
+
     @contextlib.contextmanager
     def configured(self, **changes):
         """Run with some config fields replaced."""
