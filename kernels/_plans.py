@@ -30,7 +30,7 @@ def _state():
     if _tiles._recorded is not None:
         return None
     # The float32 dot precision of convs (cuDNN's setting) and linear layers (cuBLAS's).
-    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()),
+    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()) if _tiles._forced else (),
             _tiles.tf32_allowed("conv"), _tiles.tf32_allowed("linear"))
 
 
