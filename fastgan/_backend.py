@@ -121,11 +121,11 @@ def _empty_problem(tensors) -> bool:
     inputs that can be 1-D (logits, bias) never sit there.
     """
     present = [t for t in tensors if t is not None]
+    matrices = [u.dim() >= 2 for u in present]
     for i, t in enumerate(present):
         if t.numel() != 0:
             continue
-        between_matrices = any(u.dim() >= 2 for u in present[:i]) and any(u.dim() >= 2 for u in present[i + 1:])
-        if not (t.dim() == 1 and between_matrices):
+        if t.dim() != 1 or not (True in matrices[:i] and True in matrices[i + 1:]):
             return True
     return False
 
@@ -152,7 +152,7 @@ def resolve(*tensors: torch.Tensor | None) -> str:
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError("backend 'triton' was chosen but the triton package is not installed")
-    if not on_cuda and not cpu_kernels_allowed():
+    if not on_cuda and not (_launches_stubbed or interpreter_enabled()):
         raise RuntimeError(
             "backend 'triton' on CPU tensors needs Triton's interpreter: set "
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "
