@@ -333,6 +333,15 @@ def tf32_allowed(family: str) -> bool:
     return False
 
 
+def precision_settings() -> tuple:
+    """Every setting tf32_allowed reads, for both families, as one tuple: what a cached
+    launch plan's key holds (read on every launch, so read directly)."""
+    if _read_precision is None:
+        return torch._C._get_cudnn_allow_tf32(), torch._C._get_cublas_allow_tf32()
+    read = _read_precision
+    return read("cuda", "conv"), read("cuda", "all"), read("generic", "all"), read("cuda", "matmul")
+
+
 def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:
     """input_precision for tl.dot on operands of `dtype` in an op of `family`.
 
