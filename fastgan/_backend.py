@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib
 import os
+import sys
 from typing import Iterator
 
 import torch
@@ -64,8 +65,16 @@ def use_backend(name: str) -> Iterator[None]:
         _current = previous
 
 
+_KERNELS_COMMON = "fastgan.kernels._common"
+
+
 def interpreter_enabled() -> bool:
-    """True when Triton runs kernels through its CPU interpreter."""
+    """True when Triton runs kernels through its CPU interpreter: once fastgan's kernels
+    are imported, the mode they were decorated in (Triton reads TRITON_INTERPRET then,
+    and never again); before, the environment variable."""
+    common = sys.modules.get(_KERNELS_COMMON)
+    if common is not None:
+        return common.interpreting()
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -112,11 +121,11 @@ def _empty_problem(tensors) -> bool:
     inputs that can be 1-D (logits, bias) never sit there.
     """
     present = [t for t in tensors if t is not None]
+    matrices = [u.dim() >= 2 for u in present]
     for i, t in enumerate(present):
         if t.numel() != 0:
             continue
-        between_matrices = any(u.dim() >= 2 for u in present[:i]) and any(u.dim() >= 2 for u in present[i + 1:])
-        if not (t.dim() == 1 and between_matrices):
+        if t.dim() != 1 or not (True in matrices[:i] and True in matrices[i + 1:]):
             return True
     return False
 
@@ -127,18 +136,23 @@ def resolve(*tensors: torch.Tensor | None) -> str:
     An empty problem always runs the reference (zero-size results, as in PyTorch):
     kernels never see an empty tensor.
     """
-    if _current == "reference" or _empty_problem(tensors):
+    if _current == "reference":
         return "reference"
-    on_cuda = False
+    # One pass over the tensors (every op of every step comes here, some twice).
+    on_cuda = has_empty = False
     for t in tensors:
-        if t is not None and t.is_cuda:
-            on_cuda = True
-            break
+        if t is not None:
+            if t.is_cuda:
+                on_cuda = True
+            if not t.numel():
+                has_empty = True
+    if has_empty and _empty_problem(tensors):
+        return "reference"
     if _current == "auto":
         return "triton" if on_cuda and triton_available() else "reference"
     if not triton_available():
         raise RuntimeError("backend 'triton' was chosen but the triton package is not installed")
-    if not on_cuda and not cpu_kernels_allowed():
+    if not on_cuda and not (_launches_stubbed or interpreter_enabled()):
         raise RuntimeError(
             "backend 'triton' on CPU tensors needs Triton's interpreter: set "
             "TRITON_INTERPRET=1 before triton is imported, or use backend 'auto' or "

@@ -136,7 +136,8 @@ def _remember(key) -> None:
 
 
 def _signature(*tensors) -> tuple:
-    return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
+    # A list, not a generator: every fused module call comes here.
+    return tuple([None if t is None else (t.shape, t.dtype, t.device) for t in tensors])
 
 
 def conv_for_module(x, weight, bias, stride, padding, output_padding, transposed, activation):

@@ -15,9 +15,16 @@ import torch
 _poison = os.environ.get("FASTGAN_POISON_OUTPUTS", "0") == "1"
 
 
+# Triton decides whether a kernel runs in its interpreter when the kernel is decorated
+# (@triton.jit reads TRITON_INTERPRET), that is when a kernels module is imported, right
+# after this one: read here once, so every launch decision agrees with the kernels'
+# mode for good, and no launch pays an environment lookup (microseconds each).
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels on the CPU through its interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETING
 
 
 # While `emulating()` is active: (Triton target key, number of SMs) of the GPU whose
@@ -66,6 +73,12 @@ class LaunchConfigs:
         if self._override is not None:
             return self._override
         return self.interpreter if interpreting() and _emulated is None else self.gpu
+
+    def overridden(self):
+        """The config configured() put in force, else None. A launch plan cached under
+        one config must not serve another: plan keys include this (the rest of
+        current()'s choice, interpreter and emulated GPU, is in every plan's key)."""
+        return self._override
 
     @contextlib.contextmanager
     def configured(self, **changes):

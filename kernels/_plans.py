@@ -29,9 +29,10 @@ def meta(t: torch.Tensor | None):
 def _state():
     if _tiles._recorded is not None:
         return None
-    # The float32 dot precision of convs (cuDNN's setting) and linear layers (cuBLAS's).
-    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()),
-            _tiles.tf32_allowed("conv"), _tiles.tf32_allowed("linear"))
+    # The float32 dot precision of convs (cuDNN's setting) and linear layers (cuBLAS's):
+    # every node tf32_allowed reads.
+    return (emulated_gpu(), interpreting(), tuple(_tiles._forced.items()) if _tiles._forced else (),
+            _tiles.precision_settings())
 
 
 def get(key):

@@ -297,17 +297,17 @@ def split_count(tile: Tile, device: torch.device, tiles: int, k_iters: int, min_
 PRECISION_FAMILIES = ("conv", "linear")
 
 
-def _fp32_precision(nodes) -> str | None:
-    """The first explicit fp32_precision ('tf32', 'ieee', ...) walking from the most
-    specific settings node to torch.backends; 'none' on every node means no TF32.
-    None when this PyTorch has no fp32_precision API (before 2.9)."""
-    if not hasattr(nodes[0], "fp32_precision"):
-        return None
-    for node in nodes:
-        value = getattr(node, "fp32_precision", "none")
-        if value != "none":
-            return value
-    return "none"
+# The fp32_precision settings nodes of each family, most specific first, as
+# (backend, op) of torch._C's getter: torch.backends.cudnn.conv, torch.backends.cudnn,
+# torch.backends for conv; torch.backends.cuda.matmul, torch.backends for linear.
+_PRECISION_NODES = {
+    "conv": (("cuda", "conv"), ("cuda", "all"), ("generic", "all")),
+    "linear": (("cuda", "matmul"), ("generic", "all")),
+}
+# torch._C's reader behind those attributes (PyTorch 2.9+; None before): read directly,
+# since every launch plan looks the settings up and the attribute path costs
+# microseconds per read (module __getattr__, property objects).
+_read_precision = getattr(torch._C, "_get_fp32_precision_getter", None)
 
 
 def tf32_allowed(family: str) -> bool:
@@ -316,18 +316,30 @@ def tf32_allowed(family: str) -> bool:
     conv: torch.backends.cudnn.conv.fp32_precision (then cudnn, then torch.backends),
     or on an older PyTorch torch.backends.cudnn.allow_tf32; linear:
     torch.backends.cuda.matmul.fp32_precision (then torch.backends), or
-    torch.backends.cuda.matmul.allow_tf32. The new API is read first: PyTorch raises
-    when the legacy flag is read after the two APIs were mixed.
+    torch.backends.cuda.matmul.allow_tf32. The first explicit value ('tf32', 'ieee')
+    walking from the most specific node decides; 'none' everywhere means no TF32. The
+    new API is read first: PyTorch raises when the legacy flag is read after the two
+    APIs were mixed.
     """
-    backends = torch.backends
-    if family == "conv":
-        nodes = (getattr(backends.cudnn, "conv", backends.cudnn), backends.cudnn, backends)
-        precision = _fp32_precision(nodes)
-        return backends.cudnn.allow_tf32 if precision is None else precision == "tf32"
-    if family == "linear":
-        precision = _fp32_precision((backends.cuda.matmul, backends))
-        return backends.cuda.matmul.allow_tf32 if precision is None else precision == "tf32"
-    raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
+    nodes = _PRECISION_NODES.get(family)
+    if nodes is None:
+        raise ValueError(f"family must be one of {PRECISION_FAMILIES}, got {family!r}")
+    if _read_precision is None:
+        return torch._C._get_cudnn_allow_tf32() if family == "conv" else torch._C._get_cublas_allow_tf32()
+    for backend, op in nodes:
+        value = _read_precision(backend, op)
+        if value != "none":
+            return value == "tf32"
+    return False
+
+
+def precision_settings() -> tuple:
+    """Every setting tf32_allowed reads, for both families, as one tuple: what a cached
+    launch plan's key holds (read on every launch, so read directly)."""
+    if _read_precision is None:
+        return torch._C._get_cudnn_allow_tf32(), torch._C._get_cublas_allow_tf32()
+    read = _read_precision
+    return read("cuda", "conv"), read("cuda", "all"), read("generic", "all"), read("cuda", "matmul")
 
 
 def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:

@@ -662,27 +662,19 @@ def _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha, g
     return True
 
 
-def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
-    """(dL/dw, dL/db) of conv_fwd: dL/dw contiguous in the weight's layout, dL/db 1-D
-    (an empty tensor unless need_bias), both from one pass over dL/dy."""
-    op = "conv_grad_weight"
-    key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(x), tuple(kernel_hw), tuple(stride), tuple(padding),
-           act, alpha, gain, clamp)
-    _plans.get(key) or _plans.put(key, _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha,
-                                                          gain, clamp))
-    s = s if needs_saved(act, clamp) else None
-    return _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias)
-
-
-def _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias,
-                 fold=None):
-    """conv_grad_weight's launch; fold = (fx, coef) runs it with BN_FOLD (s given)."""
+def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias,
+                      fold=False):
+    """Launch of conv_grad_weight (fold: of conv_grad_weight_bn, BN_FOLD with s given), a
+    function of (grad, s, x[, fx, coef]): tile, split, grid and every scalar argument are
+    worked out here, once per call signature. The caller has checked the arguments."""
+    prologue = needs_saved(act, clamp) and not fold
+    uses_s = prologue or fold
     kh, kw = kernel_hw
     nb, c_g, oh, ow = grad.shape
     c_x, h, w = x.shape[1], x.shape[2], x.shape[3]
     sh, sw = stride
-    gw = new_output((c_x, c_g, kh, kw) if transposed else (c_g, c_x, kh, kw), x.dtype, x.device)
-    gb = new_output((c_g,), grad.dtype, grad.device) if need_bias else None
+    gw_shape = (c_x, c_g, kh, kw) if transposed else (c_g, c_x, kh, kw)
+    gw_meta = torch.empty(gw_shape, dtype=x.dtype, device="meta")
     if transposed:
         qh, qw, phases = cdiv(oh, sh), cdiv(ow, sw), sh * sw
         tmax_h, tmax_w = cdiv(kh, sh), cdiv(kw, sw)
@@ -700,35 +692,59 @@ def _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha,
     split = _tiles.split_count(tile, x.device, row_tiles * col_tiles * tap_groups * phases, k_iters)
     iters_per_split = cdiv(k_iters, split)
     split = cdiv(k_iters, iters_per_split)  # no empty slice
-    # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
-    ws = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
     # gw's strides in the kernel's (dZ channel, X channel, r, s) order.
     g_dim, x_dim = (1, 0) if transposed else (0, 1)
-    so = (gw.stride(g_dim), gw.stride(x_dim), gw.stride(2), gw.stride(3), gw.numel())
+    so = (gw_meta.stride(g_dim), gw_meta.stride(x_dim), gw_meta.stride(2), gw_meta.stride(3), gw_meta.numel())
     split_b = bool(need_bias) and split * phases > 1
-    gb_ws = partials_buffer(split * phases, c_g, grad.dtype, grad.device) if split_b else gw
     w_tiles = row_tiles * col_tiles * tap_groups * phases
-    counters = tile_counters(w_tiles + row_tiles, x.device) if split > 1 or split_b else gw
-    prologue = s is not None and fold is None
-    s_ = s if s is not None else grad
-    fx, fcoef = fold if fold is not None else (gw, gw)
+    counted = split > 1 or split_b
     grid = (row_tiles, col_tiles, split * phases * tap_groups)
-    _conv_wgrad_kernel[grid](
-        grad, s_, x, gw, gb if gb is not None else gw, ws, gb_ws, counters, fx, fcoef,
+    scalars = (
         nb, c_g, c_x, h, w, oh, ow, qh, qw,
         kh, kw, sh, sw, padding[0], padding[1], phases, tmax_w, tap_groups,
-        *grad.stride(), *s_.stride(), *x.stride(),
+        *grad.stride(), *(s if uses_s else grad).stride(), *x.stride(),
         *so,
-        float(alpha), float(gain), clamp_arg(clamp, act, s), 1.0 if prologue else float(gain),
+        float(alpha), float(gain), clamp_arg(clamp, act, s if uses_s else None), 1.0 if prologue else float(gain),
         iters_per_split, split,
+    )
+    constexprs = dict(
         TRANSPOSED=bool(transposed), FLAT_N=flat_n,
         ACT=act, HAS_CLAMP=clamp is not None, PROLOGUE=prologue, NEED_BIAS=bool(need_bias),
         SPLIT_W=split > 1, SPLIT_B=split_b,
         ACC_DTYPE=acc_type(x.dtype), DOT_PRECISION=_tiles.dot_precision(x.dtype, "conv"),
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
-        **({"BN_FOLD": True} if fold is not None else {}), **tile.launch_options(),
+        **({"BN_FOLD": True} if fold else {}), **tile.launch_options(),
     )
-    return gw, (gb if gb is not None else grad.new_empty(0))
+    device, g_dtype = x.device, grad.dtype
+
+    def launch(grad, s, x, fx=None, coef=None):
+        gw = new_output(gw_shape, x.dtype, device)
+        gb = new_output((c_g,), g_dtype, device) if need_bias else None
+        # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
+        ws = partials_buffer(split, gw.numel(), x.dtype, device) if split > 1 else gw
+        gb_ws = partials_buffer(split * phases, c_g, g_dtype, device) if split_b else gw
+        counters = tile_counters(w_tiles + row_tiles, device) if counted else gw
+        _conv_wgrad_kernel[grid](
+            grad, s if uses_s else grad, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
+            fx if fold else gw, coef if fold else gw,
+            *scalars, **constexprs,
+        )
+        return gw, (gb if gb is not None else grad.new_empty(0))
+
+    return launch
+
+
+def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
+    """(dL/dw, dL/db) of conv_fwd: dL/dw contiguous in the weight's layout, dL/db 1-D
+    (an empty tensor unless need_bias), both from one pass over dL/dy."""
+    key = ("conv_grad_weight", _plans.meta(grad), _plans.meta(s), _plans.meta(x), tuple(kernel_hw), tuple(stride),
+           tuple(padding), transposed, act, alpha, gain, clamp, need_bias)
+    launch = _plans.get(key)
+    if launch is None:
+        _check_grad_weight("conv_grad_weight", grad, s, x, kernel_hw, stride, padding, act, alpha, gain, clamp)
+        launch = _plans.put(key, _plan_grad_weight(
+            grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias))
+    return launch(grad, s, x)
 
 
 # ----------------------------------------------------------------------------- conv -> batch norm blocks
@@ -818,11 +834,12 @@ def conv_grad_weight_bn(grad, s, fx, coef, x, kernel_hw, stride, padding, transp
     layout), given what conv_grad_input_bn takes."""
     op = "conv_grad_weight_bn"
     key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(x), tuple(kernel_hw), tuple(stride),
-           tuple(padding), act, alpha)
-    if _plans.get(key) is None:
+           tuple(padding), transposed, act, alpha, need_bias)
+    launch = _plans.get(key)
+    if launch is None:
         _check_grad_weight(op, grad, None, x, kernel_hw, stride, padding, "linear", 0.2, 1.0, None)
         if tuple(s.shape) != tuple(grad.shape) or s.stride() != fx.stride():
             raise ValueError(f"{op}: s and fx must be shaped like grad {tuple(grad.shape)} with equal strides")
-        _plans.put(key, True)
-    return _grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, 1.0, None, need_bias,
-                        fold=(fx, coef))
+        launch = _plans.put(key, _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha,
+                                                   1.0, None, need_bias, fold=True))
+    return launch(grad, s, x, fx, coef)

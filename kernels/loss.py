@@ -43,6 +43,7 @@ import triton
 import triton.language as tl
 
 from ._common import LaunchConfigs, accumulator_dtype, is_dense, new_output, new_output_like, split_float32
+from ._plans import cdiv
 
 KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
 REDUCTIONS = ("mean", "sum", "none")
@@ -263,14 +264,14 @@ class _Side:
         self.out = new_output((), acc, logits.device) if reduction != "none" else self.terms
         assert self.grad.stride() == self.logits.stride() and self.terms.stride() == self.logits.stride()
         self.n = logits.numel()
-        self.tiles = triton.cdiv(self.n, block)
+        self.tiles = cdiv(self.n, block)
 
 
 def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, name_b: str, real_label: float):
     cfg = config()
     most_tiles = max(side_a.tiles, side_b.tiles if side_b is not None else 0)
-    tiles_per_program = triton.cdiv(most_tiles, cfg.max_programs)
-    programs = triton.cdiv(most_tiles, tiles_per_program)
+    tiles_per_program = cdiv(most_tiles, cfg.max_programs)
+    programs = cdiv(most_tiles, tiles_per_program)
     one_program = programs == 1
     acc = side_a.out.dtype if reduction != "none" else side_a.terms.dtype
     device = side_a.logits.device
