@@ -14,6 +14,8 @@ from typing import Iterator
 
 import torch
 
+from ._dtypes import interpreting
+
 BACKENDS = ("auto", "triton", "reference")
 _ENV_VAR = "FASTGAN_BACKEND"
 
@@ -66,7 +68,7 @@ def use_backend(name: str) -> Iterator[None]:
 
 def interpreter_enabled() -> bool:
     """True when Triton runs kernels through its CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return interpreting()
 
 
 # True while Triton launches are recorded and never executed
