@@ -44,13 +44,14 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
+from fastgan.reference.activations import ACTIVATIONS, needs_preactivation, needs_saved
+
 from . import activation as KA
 from ._arrival import arrived_last, release_counter, tile_counters
-from ._common import LaunchConfigs, accumulator_dtype, new_output, new_output_like, split_float32
+from ._common import LaunchConfigs, accumulator_dtype, accumulator_type, new_output, new_output_like, split_float32
 from ._plans import cdiv
 
-ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 ROWS, PLANES = "rows", "planes"
 
 
@@ -168,7 +169,7 @@ def _channel_stats(
 def _grad_z(g_ptr, s_ptr, offs, mask, alpha, ACT: tl.constexpr, ACC: tl.constexpr):
     """dL/dz = grad * act'(s), 0 outside the mask."""
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
-    if ACT != "linear":
+    if not KA.saves_nothing(ACT):
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(ACC)
         g = g * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
     return tl.where(mask, g, 0.0)
@@ -543,8 +544,8 @@ class _Plan:
 def _check_x(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.dtype not in SUPPORTED:
+        raise TypeError(f"x must be {SUPPORTED_NAMES}, got {x.dtype}")
     if x.numel() >= 2**31:
         raise ValueError(f"x has {x.numel()} elements; at most 2**31 - 1 are supported")
 
@@ -566,10 +567,6 @@ def _check_act(act: str, eps: float) -> None:
         raise ValueError(f"eps must be positive, got {eps}")
 
 
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
     """(y, z, mean, var): y = act(batch_norm(x)) in x's memory format; z (the argument
     of act) only for silu, else empty; in training the batch mean and biased variance
@@ -586,16 +583,17 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
         raise ValueError(f"x of shape {tuple(x.shape)} has no values to compute batch statistics from")
     plan = _Plan(x, config())
     y = plan.new_like_x()
-    z = plan.new_like_x() if act == "silu" else x.new_empty(0)
+    store_z = needs_preactivation(act)
+    z = plan.new_like_x() if store_z else x.new_empty(0)
     if training:
         mean, var = new_output((c,), acc, x.device), new_output((c,), acc, x.device)
     else:
         mean, var = x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
     if x.numel() == 0:
-        return plan.restore(y), plan.restore(z) if act == "silu" else z, mean, var
+        return plan.restore(y), plan.restore(z) if store_z else z, mean, var
     eps_hi, eps_lo = split_float32(eps)
     geometry = plan.geometry()
-    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+    common = dict(LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
     if not training:
         stats, stat_mean, stat_var, shift = "running", running_mean, running_var, y
@@ -612,13 +610,13 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
         stats, stat_mean, stat_var = "batch", mean, var
     fused = stats == "own"
     _bn_normalize_kernel[plan.grid(fused)](
-        plan.x, y, z if act == "silu" else y, weight if weight is not None else y, bias if bias is not None else y,
+        plan.x, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
         stat_mean, stat_var, shift, mean if training else y, var if training else y,
         eps_hi, eps_lo, float(alpha), *geometry, plan.tiles(fused),
-        STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=act == "silu",
+        STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=store_z,
         **common,
     )
-    return plan.restore(y), plan.restore(z) if act == "silu" else z, mean, var
+    return plan.restore(y), plan.restore(z) if store_z else z, mean, var
 
 
 def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_affine):
@@ -630,7 +628,7 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
     _check_x(x)
     _check_channels(x, weight=weight, mean=mean, var=var)
     _check_act(act, eps)
-    if grad.shape != x.shape or (act != "linear" and s.shape != x.shape):
+    if grad.shape != x.shape or (needs_saved(act, None) and s.shape != x.shape):
         raise ValueError(
             f"grad and the saved tensor must be shaped like x {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(s.shape)}"
         )
@@ -648,11 +646,11 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
             gw.zero_(), gb.zero_()
         return plan.restore(gx), gw, gb
     g = plan.in_layout(grad)
-    s = plan.in_layout(s) if act != "linear" else g
+    s = plan.in_layout(s) if needs_saved(act, None) else g
     eps_hi, eps_lo = split_float32(eps)
     geometry = plan.geometry()
     w = weight if weight is not None else x
-    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+    common = dict(LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
     scalars = (eps_hi, eps_lo, float(alpha))
     finalize = dict(BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c)

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import _validate as V
 from .. import functional as FG
+from ..reference.activations import lookup
 from ..reference.loss import KINDS, REDUCTIONS
 
 
@@ -27,7 +28,7 @@ class _ActMixin:
 
     def _act_repr(self):
         text = f"act={self.act}"
-        if self.act == "lrelu":
+        if lookup(self.act).uses_alpha:
             text += f", alpha={self.alpha}"
         if self.gain != 1.0:
             text += f", gain={self.gain}"
