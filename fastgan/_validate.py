@@ -13,6 +13,7 @@ import torch
 
 from ._dtypes import SUPPORTED, SUPPORTED_NAMES
 from .reference.activations import ACTIVATIONS, lookup
+from .reference.loss import LOSS_KINDS
 
 
 def tensor(name: str, t, *, ndim: int | Sequence[int] | None = None, optional: bool = False):
@@ -105,6 +106,18 @@ def activation(act, alpha, gain, clamp) -> tuple[str, float, float, float | None
         if clamp <= 0:
             raise ValueError(f"clamp must be positive (or None for no clamp), got {clamp}")
     return act, alpha, gain, clamp
+
+
+def real_label(kind: str, value) -> float:
+    """The real label of a checked loss `kind`: a finite number, and the kind's default
+    when the kind takes no labels (fastgan.reference.loss.LOSS_KINDS)."""
+    value = finite_number("real_label", value)
+    row = LOSS_KINDS[kind]
+    if not row.uses_labels and value != row.default_real_label:
+        raise ValueError(
+            f"real_label must be {row.default_real_label} for kind={kind!r} (label smoothing needs a target), got {value}"
+        )
+    return value
 
 
 def autocast(*tensors):

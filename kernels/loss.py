@@ -42,11 +42,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import LaunchConfigs, accumulator_dtype, is_dense, new_output, new_output_like, split_float32
+from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
+from fastgan.reference.loss import KINDS, REDUCTIONS
 
-KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
-REDUCTIONS = ("mean", "sum", "none")
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ._common import (
+    LaunchConfigs, accumulator_dtype, accumulator_type, is_dense, new_output, new_output_like, split_float32,
+)
+
 
 
 @dataclass(frozen=True)
@@ -232,8 +234,8 @@ def _adversarial_loss_kernel(
 def _check_logits(name: str, t: torch.Tensor) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
-    if t.dtype not in DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    if t.dtype not in SUPPORTED:
+        raise TypeError(f"{name} must be {SUPPORTED_NAMES}, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     if t.numel() >= 2**31:
@@ -286,7 +288,7 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         b.logits, b.grad, b.terms, b.out, b.n, b.tiles,
         partials, counter, tiles_per_program, label_hi, label_lo,
         KIND=kind, SIDE_A=name_a, SIDE_B=name_b if side_b is not None else "none", REDUCTION=reduction,
-        ONE_PROGRAM=one_program, ACC=tl.float64 if acc == torch.float64 else tl.float32,
+        ONE_PROGRAM=one_program, ACC=accumulator_type(side_a.logits.dtype),
         BLOCK=cfg.block, REDUCE_BLOCK=cfg.reduce_block, num_warps=cfg.num_warps,
     )
 

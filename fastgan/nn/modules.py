@@ -180,9 +180,7 @@ class GANLoss(nn.Module):
         super().__init__()
         self.kind = V.choice("kind", kind, KINDS)
         self.reduction = V.choice("reduction", reduction, REDUCTIONS)
-        self.real_label = V.finite_number("real_label", real_label)
-        if kind in ("hinge", "wasserstein") and self.real_label != 1.0:
-            raise ValueError(f"real_label must be 1.0 for kind={kind!r}, got {real_label}")
+        self.real_label = V.real_label(self.kind, real_label)
 
     def discriminator(self, real_logits, fake_logits):
         return FG.discriminator_loss(
