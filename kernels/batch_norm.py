@@ -1,39 +1,11 @@
 """Fused batch norm + activation, forward and backward. Same functions, signatures and
 outputs as fastgan.reference.batch_norm (bn_fwd, bn_backward).
 
-Data layout. x [N, C, H, W] is read as M = N*H*W rows of C channels, in tiles of
-[BLOCK_R rows, BLOCK_C channels], in one of two layouts (the same addresses serve x, y,
-z, the incoming gradient, the saved tensor and gx, all allocated like x):
-  rows    channels_last (and any x with H*W == 1): x[m, c] at m*C + c, tiles of
-          consecutive rows m;
-  planes  NCHW: x[n, c, hw] at (n*C + c)*HW + hw, tiles of consecutive hw of one n,
-          so loads run along the contiguous hw axis.
-Any other strides are copied into NCHW first, and the outputs copied back into x's
-memory format.
-
-Statistics, in one read of x. Each channel is shifted by a pivot, its first value
-x[0, c, 0, 0]: d = x - pivot is exact (Sterbenz) for data near the pivot, so a mean of
-1e3 with a std of 1e-2 costs no precision in d; a constant channel gives d == 0, a
-variance of exactly 0 and an output of exactly act(bias). Per tile, the mean of d and
-the sum of squared deviations from it are computed from registers (a two-pass within
-the tile), and tiles are merged in tile order with Chan et al.'s pairwise update.
-With several row programs per channel, their (count, mean, M2) partials are merged with
-the two-step formula mean = sum(n_i mean_i) / M, M2 = sum(M2_i + n_i (mean_i - mean)^2),
-each sum over all partials in a fixed order, by the last program of the channel block
-to finish (kernels/_arrival.py: a ticket per channel block; the order of the sums does
-not depend on which program that is).
-The normalize pass computes ((x - pivot) - mean_d) * (weight * rstd) + bias, keeping
-the pivot so the large mean never meets the small deviation in float32.
-
-Launches. Training forward: stats (finalized by the last program of each channel
-block), normalize (2 reads of x, 1 write of y, and of z for silu); a channel block of
-at most `fused_max_tiles` tiles runs both in one program (one launch, its second read
-from cache). Eval forward: normalize only. Backward in training: sums (sum gz,
-sum gz*(x - mean) per channel, gz = grad * act'(s); finalized the same way), grad-input
-(2 passes over grad, s, x); fused the same way for small inputs. Backward in eval: one
-elementwise pass, which also accumulates the sums when the affine gradients are wanted.
-The only atomics are the integer tickets: every float sum has a fixed order, so the
-same inputs give the same bits.
+Layout: x [N, C, H, W] read as N*H*W rows of C channels, in tiles of [BLOCK_R rows,
+BLOCK_C channels], "rows" (channels_last) or "planes" (NCHW); other strides are copied
+to NCHW. Knobs: BatchNormConfig (tile size, programs, when one program holds a whole
+channel block). Shifted, pairwise-merged statistics, the launches of each path and
+why the sums are deterministic: docs/kernels.md, "Batch norm kernels".
 """
 
 from __future__ import annotations

@@ -2,20 +2,10 @@
 gradients, with the same three functions and signatures as fastgan.reference.linear
 (linear_fwd, linear_grad_input, linear_grad_weight); x is a matrix [M, K].
 
-    forward       y  = epilogue(x @ w^T)        A = x,      B = w^T (strides swapped)
-    input grad    gx = dZ @ w                   A = dZ,     B = w
-    weight grad   gw = dZ^T @ x, gb = sum dZ    A = dZ^T,   B = x, split over M
-
-dZ = dL/dy * act'(s) is formed while the A tile is loaded (s: y, or z for silu; not
-read at all when act is linear without clamp, whose derivative is the constant gain,
-applied to the result instead). The bias gradient is the row sums of the A tiles the
-weight-gradient programs of column tile 0 load anyway: no separate pass over dL/dy.
-Every operand is read through its strides (no copies); outputs are contiguous, as
-fastgan.ops.linear's fake implementations promise. Reductions shorter than BLOCK_K
-(a 3-feature input, say) are padded with masked zeros up to the block: tl.dot needs
-K >= 16. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
-float32 operands use TF32 when PyTorch allows it for matmuls
-(torch.backends.cuda.matmul.fp32_precision / allow_tf32, off by default), as F.linear.
+Layout: every operand read through its strides, outputs contiguous. Knobs: the tile
+per kind (kernels/_tiles.py), split-M slices of the weight gradient, the dot
+precision. The three products and the fused prologue / epilogue: docs/kernels.md,
+"Linear kernel".
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
 """Fused adversarial losses: one launch computes the per-element terms, their reduction
 and d loss / d logits, for the discriminator (real and fake logits together, of any two
 sizes) or the generator. Same functions, signatures and outputs as
-fastgan.reference.loss (d_loss_fwd, g_loss_fwd).
+fastgan.reference.loss (d_loss_fwd, g_loss_fwd); the kinds are its LOSS_KINDS table.
 
-Work split. Logits are processed in their memory order (outputs are allocated with
-their strides), in tiles of BLOCK elements; program p handles tiles
-[p * T, (p + 1) * T) of each side, T = tiles_per_program, so one program serves real
-and fake logits together and a batch of at most BLOCK logits per side needs one
-program only.
-
-Deterministic reduction. Each program sums its terms in a fixed order (a vector
-accumulator over its tiles, then a fixed tree, tl.sum), which gives one partial per
-program and side. With one program that partial is the loss. With several, every
-program stores its partials and takes a ticket from an integer counter; the program
-that draws the last ticket sums all partials in index order (fixed chunks, fixed tree)
-and writes the losses. Which program does that final sum varies from run to run, the
-arithmetic it does never does: same inputs, same bits. No float atomics anywhere.
-Race freedom: a scalar store and a scalar atomic are both issued by thread 0 of the
-program (Triton masks scalar memory ops to one thread), so the partial's store precedes
-the acq_rel increment in that thread's program order and is released by it; the last
-program's thread 0 acquires with its increment, and the ticket reaches the other
-threads through the barrier that broadcasts an atomic's result, before any of them
-loads a partial (loads go to L2, .cg, never a stale L1 line). The counter is a fresh
-zeroed int32 per launch (one 4-byte memset), not a cached buffer that launches on
-different streams could share.
-
-Numerics. softplus(t) = max(t, 0) + log1p(exp(-|t|)) and sigmoid from the same
-e = exp(-|t|) <= 1, so nothing overflows for any |t| (1e4 in float16 included).
-log1p(e) on [0, 1] is 2 * atanh(e / (2 + e)): an odd series of positive terms in
-s = e / (2 + e) <= 1/3, accurate to a few ulps with neither log (whose GPU
-approximation has an absolute, not relative, error near 1) nor libdevice (absent from
-the interpreter). d_real uses the cancellation-free forms softplus(-r) + (1 - y) r and
-(1 - y) - sigmoid(-r). Terms accumulate in float32 (float64 for float64 logits).
+Layout: logits in their memory order, tiles of BLOCK elements, T tiles per program.
+Knobs: LossConfig (block, max_programs, reduce_block). The deterministic cross-program
+sum and the overflow-free numerics: docs/kernels.md, "Loss kernel".
 """
 
 from __future__ import annotations

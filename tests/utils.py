@@ -6,7 +6,7 @@ import math
 
 import torch
 
-# design.md: ||out - ref|| / ||ref|| against a float64 reference.
+# The tolerance of each dtype: ||out - ref|| / ||ref|| against a float64 reference.
 TOLERANCE = {
     torch.float64: 1e-10,
     torch.float32: 1e-5,
@@ -36,7 +36,7 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor, magnitude: torch.Tensor | None
 
 
 def assert_close(out, ref, dtype, what, factor=1.0, magnitude=None):
-    """rel_err(out, ref) <= the design.md tolerance of dtype (times factor). Values
+    """rel_err(out, ref) <= the TOLERANCE of dtype (times factor). Values
     below dtype's smallest normal number hold no relative precision (sigmoid(-100) is
     4e-44, a float32 denormal): the denominator never drops below that."""
     tol = TOLERANCE[dtype] * factor
