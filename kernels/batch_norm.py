@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
-from fastgan.reference.activations import ACTIVATIONS, needs_preactivation, needs_saved
+from fastgan.reference.activations import needs_preactivation, needs_saved
 
 from . import activation as KA
 from ._arrival import arrived_last, release_counter, tile_counters
@@ -532,13 +532,6 @@ def _check_channels(x: torch.Tensor, **tensors) -> None:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
 
 
-def _check_act(act: str, eps: float) -> None:
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-
-
 def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
     """(y, z, mean, var): y = act(batch_norm(x)) in x's memory format; z (the argument
     of act) only for silu, else empty; in training the batch mean and biased variance
@@ -546,7 +539,6 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
     used). Running statistics are read, never written."""
     _check_x(x)
     _check_channels(x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
-    _check_act(act, eps)
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are required when training=False")
     acc = accumulator_dtype(x.dtype)
@@ -599,7 +591,6 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
     need_affine."""
     _check_x(x)
     _check_channels(x, weight=weight, mean=mean, var=var)
-    _check_act(act, eps)
     if grad.shape != x.shape or (needs_saved(act, None) and s.shape != x.shape):
         raise ValueError(
             f"grad and the saved tensor must be shaped like x {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(s.shape)}"

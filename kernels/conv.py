@@ -27,7 +27,6 @@ from ._common import new_output
 from ._gemm import (
     acc_type,
     bias_act_store,
-    check_act,
     check_shape,
     check_tensors,
     clamp_arg,
@@ -469,7 +468,6 @@ def _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act,
     op = "conv_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_4d(op, x=x, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
     output_padding = _pair(op, "output_padding", output_padding, 0)
     c_in_w, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
@@ -509,7 +507,6 @@ def _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
     _check_4d(op, grad=grad, s=s, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
     c_out_w, c_in = (weight.shape[1], weight.shape[0]) if transposed else (weight.shape[0], weight.shape[1])
     if grad.shape[1] != c_out_w:
@@ -547,7 +544,6 @@ def _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha, g
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, x=x)
     _check_4d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
     _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0), _pair(op, "kernel_hw", kernel_hw, 1)
     if grad.shape[0] != x.shape[0]:
         raise ValueError(f"{op}: grad has batch {grad.shape[0]}, x has {x.shape[0]}")

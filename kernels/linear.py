@@ -22,7 +22,6 @@ from ._common import new_output
 from ._gemm import (
     acc_type,
     bias_act_store,
-    check_act,
     check_shape,
     check_tensors,
     clamp_arg,
@@ -159,7 +158,6 @@ def _plan_fwd(x, weight, bias, act, alpha, gain, clamp):
     op = "linear_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_2d(op, x=x, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     m, kk = x.shape
     n = weight.shape[0]
     check_shape(op, "weight", weight, (n, kk))
@@ -191,7 +189,6 @@ def _plan_grad_input(grad, s, weight, act, alpha, gain, clamp):
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
     _check_2d(op, grad=grad, s=s, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     m, n = grad.shape
     if weight.shape[0] != n:
         raise ValueError(f"{op}: grad has {n} columns, weight {tuple(weight.shape)} has {weight.shape[0]} rows")
@@ -218,7 +215,6 @@ def _check_grad_weight(op, grad, s, x, act, alpha, gain, clamp):
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, x=x)
     _check_2d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
     if x.shape[0] != grad.shape[0]:
         raise ValueError(f"{op}: grad has {grad.shape[0]} rows, x has {x.shape[0]}")
     return True

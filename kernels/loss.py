@@ -217,6 +217,8 @@ def _check_logits(name: str, t: torch.Tensor) -> None:
 
 
 def _check_args(kind: str, reduction: str) -> None:
+    # Kept below the public check: an unknown kind or reduction would compile a kernel
+    # that silently computes another loss (the constexpr branches' last case).
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if reduction not in REDUCTIONS:
