@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 import triton
-import triton.language as tl
+import triton.language as tl  # noqa: F401  (Triton needs it in a jit function's globals)
 from torch import nn
 
 from fastgan.kernels import activation as KA

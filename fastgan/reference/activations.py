@@ -214,10 +214,12 @@ def activation(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
 
 
 def bias_act(
-    z: torch.Tensor, act: str, alpha: float, gain: float, clamp: float | None
+    z: torch.Tensor, act: str, alpha: float | None, gain: float | None, clamp: float | None
 ) -> torch.Tensor:
-    """clamp(act(z) * gain); z already holds the bias."""
-    y = activation(z, act, alpha)
+    """clamp(act(z) * gain); z already holds the bias. alpha or gain None: the row's default."""
+    row = lookup(act)
+    y = row.forward(z, row.default_alpha if alpha is None else alpha)
+    gain = row.default_gain if gain is None else gain
     if gain != 1.0:
         y = y * gain
     if clamp is not None:
