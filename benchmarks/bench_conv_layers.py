@@ -12,7 +12,7 @@ each run, random non-zero inputs). The same run measures the device's dense bf16
 matrix rate (an 8192^3 torch.matmul) and its copy bandwidth (bytes read + written), and
 reports each layer's useful FLOP rate as a fraction of that bf16 rate (useful: taps
 that fall on padding or on the zeros a transposed convolution inserts are not counted;
-flops_fwd_dense also counts taps on padding, as anchors.md's per-image totals do).
+flops_fwd_dense also counts taps on padding, as the published per-image totals do).
 Each layer's fastgan output is checked against the eager one before it is timed.
 
 One command on a CUDA machine (from the repository root, after `make install`):
@@ -75,7 +75,7 @@ def layer_flops(transposed, x_shape, w_shape, stride, padding) -> int:
 
 
 def dense_layer_flops(transposed, x_shape, w_shape, stride, padding) -> int:
-    """Forward FLOPs counting every tap, padding included (anchors.md's convention:
+    """Forward FLOPs counting every tap, padding included (the published figures' convention:
     104.6 M multiply-adds per image for the generator, 103.8 M for the discriminator)."""
     n, c_in = x_shape[:2]
     c_out = w_shape[1] if transposed else w_shape[0]

@@ -15,6 +15,8 @@ from typing import Iterator
 
 import torch
 
+from ._dtypes import interpreting
+
 BACKENDS = ("auto", "triton", "reference")
 _ENV_VAR = "FASTGAN_BACKEND"
 
@@ -75,7 +77,7 @@ def interpreter_enabled() -> bool:
     common = sys.modules.get(_KERNELS_COMMON)
     if common is not None:
         return common.interpreting()
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return interpreting()
 
 
 # True while Triton launches are recorded and never executed

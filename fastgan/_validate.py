@@ -11,9 +11,9 @@ from typing import Sequence
 
 import torch
 
-from .reference.activations import ACTIVATIONS, DEFAULT_ALPHA
-
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ._dtypes import SUPPORTED, SUPPORTED_NAMES
+from .reference.activations import ACTIVATIONS, lookup
+from .reference.loss import LOSS_KINDS
 
 
 def tensor(name: str, t, *, ndim: int | Sequence[int] | None = None, optional: bool = False):
@@ -21,10 +21,8 @@ def tensor(name: str, t, *, ndim: int | Sequence[int] | None = None, optional: b
         return None
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}"
-        )
+    if t.dtype not in SUPPORTED:
+        raise TypeError(f"{name} must be {SUPPORTED_NAMES}, got {t.dtype}")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if t.dim() not in allowed:
@@ -95,11 +93,12 @@ def finite_number(name: str, value) -> float:
 def activation(act, alpha, gain, clamp) -> tuple[str, float, float, float | None]:
     """Resolve (act, alpha, gain, clamp) to the plain values the ops take."""
     choice("act", act, ACTIVATIONS)
-    alpha = DEFAULT_ALPHA if alpha is None else finite_number("alpha", alpha)
+    row = lookup(act)
+    alpha = row.default_alpha if alpha is None else finite_number("alpha", alpha)
     if alpha < 0:
         # The backward reads the derivative off the output's sign, which needs alpha >= 0.
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    gain = 1.0 if gain is None else finite_number("gain", gain)
+    gain = row.default_gain if gain is None else finite_number("gain", gain)
     if gain <= 0:
         raise ValueError(f"gain must be positive, got {gain}")
     if clamp is not None:
@@ -107,6 +106,18 @@ def activation(act, alpha, gain, clamp) -> tuple[str, float, float, float | None
         if clamp <= 0:
             raise ValueError(f"clamp must be positive (or None for no clamp), got {clamp}")
     return act, alpha, gain, clamp
+
+
+def real_label(kind: str, value) -> float:
+    """The real label of a checked loss `kind`: a finite number, and the kind's default
+    when the kind takes no labels (fastgan.reference.loss.LOSS_KINDS)."""
+    value = finite_number("real_label", value)
+    row = LOSS_KINDS[kind]
+    if not row.uses_labels and value != row.default_real_label:
+        raise ValueError(
+            f"real_label must be {row.default_real_label} for kind={kind!r} (label smoothing needs a target), got {value}"
+        )
+    return value
 
 
 def autocast(*tensors):

@@ -363,9 +363,7 @@ def discriminator_loss(real_logits, fake_logits, kind="nonsaturating", *, real_l
     V.same_device(real_logits=real_logits, fake_logits=fake_logits)
     V.same_dtype(real_logits=real_logits, fake_logits=fake_logits)
     _loss_args(kind, reduction)
-    real_label = V.finite_number("real_label", real_label)
-    if kind in ("hinge", "wasserstein") and real_label != 1.0:
-        raise ValueError(f"real_label must be 1.0 for kind={kind!r} (label smoothing needs a target), got {real_label}")
+    real_label = V.real_label(kind, real_label)
     op = torch.ops.fastgan.discriminator_loss if _traced(real_logits, fake_logits) else _loss_ops.DiscriminatorLoss.apply
     out_real, out_fake, _, _ = op(real_logits, fake_logits, kind, real_label, reduction)
     return (out_real, out_fake) if reduction == "none" else out_real + out_fake

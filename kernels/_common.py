@@ -11,6 +11,9 @@ import os
 
 import numpy as np
 import torch
+import triton.language as tl
+
+from fastgan._dtypes import accumulator as accumulator_dtype  # noqa: F401  (re-exported)
 
 _poison = os.environ.get("FASTGAN_POISON_OUTPUTS", "0") == "1"
 
@@ -98,9 +101,9 @@ def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> t
     return out
 
 
-def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 accumulation for 16- and 32-bit inputs, float64 for float64."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def accumulator_type(dtype: torch.dtype):
+    """The Triton accumulator dtype for operands of `dtype` (float64 stays float64)."""
+    return tl.float64 if accumulator_dtype(dtype) == torch.float64 else tl.float32
 
 
 def is_dense(t: torch.Tensor) -> bool:

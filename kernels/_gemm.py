@@ -10,12 +10,11 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgan.reference.activations import ACTIVATIONS, clamp_as_saved, needs_saved
+from fastgan._dtypes import SUPPORTED as SUPPORTED_DTYPES
+from fastgan.reference.activations import clamp_as_saved, needs_saved
 
 from . import activation as KA
-from ._common import accumulator_dtype, new_output
-
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from ._common import accumulator_dtype, accumulator_type as acc_type, new_output  # noqa: F401  (acc_type re-exported)
 # Offsets are computed in int32: every tensor a kernel touches must be addressable so.
 MAX_ELEMENTS = 2**31 - 1
 
@@ -100,20 +99,6 @@ def check_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:
 def check_shape(op: str, name: str, t: torch.Tensor, shape) -> None:
     if tuple(t.shape) != tuple(shape):
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
-
-
-def acc_type(dtype: torch.dtype):
-    """The Triton accumulator dtype for operands of `dtype` (float64 stays float64)."""
-    return tl.float64 if accumulator_dtype(dtype) == torch.float64 else tl.float32
-
-
-def check_act(op: str, act: str, alpha: float, gain: float, clamp) -> None:
-    if act not in ACTIVATIONS:
-        raise ValueError(f"{op}: act must be one of {ACTIVATIONS}, got {act!r}")
-    if not gain > 0:
-        raise ValueError(f"{op}: gain must be positive (the derivative is read off the sign of y), got {gain}")
-    if clamp is not None and not clamp > 0:
-        raise ValueError(f"{op}: clamp must be positive or None, got {clamp}")
 
 
 def saved_or_none(op: str, s, grad: torch.Tensor, act: str, clamp):

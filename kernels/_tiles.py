@@ -349,7 +349,7 @@ def dot_precision(dtype: torch.dtype, family: str = "linear") -> str:
     exactly when PyTorch allows TF32 for the eager op the kernel replaces
     (tf32_allowed): a float32 model computes what it computes unfused, TF32 convs by
     default like cuDNN's, ieee linear layers by default like cuBLAS's. TF32 rounds the
-    operands to 10 mantissa bits: design.md's float32 tolerance with a tf32 dot is
+    operands to 10 mantissa bits: the float32 tolerance with a tf32 dot is
     5e-3 (1e-5 with ieee). 16-bit and float64 operands ignore the setting ('tf32' is
     Triton's default value).
     """

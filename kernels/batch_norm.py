@@ -1,39 +1,11 @@
 """Fused batch norm + activation, forward and backward. Same functions, signatures and
 outputs as fastgan.reference.batch_norm (bn_fwd, bn_backward).
 
-Data layout. x [N, C, H, W] is read as M = N*H*W rows of C channels, in tiles of
-[BLOCK_R rows, BLOCK_C channels], in one of two layouts (the same addresses serve x, y,
-z, the incoming gradient, the saved tensor and gx, all allocated like x):
-  rows    channels_last (and any x with H*W == 1): x[m, c] at m*C + c, tiles of
-          consecutive rows m;
-  planes  NCHW: x[n, c, hw] at (n*C + c)*HW + hw, tiles of consecutive hw of one n,
-          so loads run along the contiguous hw axis.
-Any other strides are copied into NCHW first, and the outputs copied back into x's
-memory format.
-
-Statistics, in one read of x. Each channel is shifted by a pivot, its first value
-x[0, c, 0, 0]: d = x - pivot is exact (Sterbenz) for data near the pivot, so a mean of
-1e3 with a std of 1e-2 costs no precision in d; a constant channel gives d == 0, a
-variance of exactly 0 and an output of exactly act(bias). Per tile, the mean of d and
-the sum of squared deviations from it are computed from registers (a two-pass within
-the tile), and tiles are merged in tile order with Chan et al.'s pairwise update.
-With several row programs per channel, their (count, mean, M2) partials are merged with
-the two-step formula mean = sum(n_i mean_i) / M, M2 = sum(M2_i + n_i (mean_i - mean)^2),
-each sum over all partials in a fixed order, by the last program of the channel block
-to finish (kernels/_arrival.py: a ticket per channel block; the order of the sums does
-not depend on which program that is).
-The normalize pass computes ((x - pivot) - mean_d) * (weight * rstd) + bias, keeping
-the pivot so the large mean never meets the small deviation in float32.
-
-Launches. Training forward: stats (finalized by the last program of each channel
-block), normalize (2 reads of x, 1 write of y, and of z for silu); a channel block of
-at most `fused_max_tiles` tiles runs both in one program (one launch, its second read
-from cache). Eval forward: normalize only. Backward in training: sums (sum gz,
-sum gz*(x - mean) per channel, gz = grad * act'(s); finalized the same way), grad-input
-(2 passes over grad, s, x); fused the same way for small inputs. Backward in eval: one
-elementwise pass, which also accumulates the sums when the affine gradients are wanted.
-The only atomics are the integer tickets: every float sum has a fixed order, so the
-same inputs give the same bits.
+Layout: x [N, C, H, W] read as N*H*W rows of C channels, in tiles of [BLOCK_R rows,
+BLOCK_C channels], "rows" (channels_last) or "planes" (NCHW); other strides are copied
+to NCHW. Knobs: BatchNormConfig (tile size, programs, when one program holds a whole
+channel block). Shifted, pairwise-merged statistics, the launches of each path and
+why the sums are deterministic: docs/kernels.md, "Batch norm kernels".
 """
 
 from __future__ import annotations
@@ -44,14 +16,15 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
+from fastgan.reference.activations import needs_preactivation, needs_saved
+
 from . import activation as KA
 from ._arrival import arrived_last, release_counter, tile_counters
-from ._common import LaunchConfigs, accumulator_dtype, new_output, new_output_like, split_float32
+from ._common import LaunchConfigs, accumulator_dtype, accumulator_type, new_output, new_output_like, split_float32
 from . import _plans
 from ._plans import cdiv
 
-ACTIVATIONS = ("linear", "relu", "lrelu", "tanh", "sigmoid", "silu")
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 ROWS, PLANES = "rows", "planes"
 
 
@@ -169,7 +142,7 @@ def _channel_stats(
 def _grad_z(g_ptr, s_ptr, offs, mask, alpha, ACT: tl.constexpr, ACC: tl.constexpr):
     """dL/dz = grad * act'(s), 0 outside the mask."""
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
-    if ACT != "linear":
+    if not KA.saves_nothing(ACT):
         s = tl.load(s_ptr + offs, mask=mask, other=0.0).to(ACC)
         g = g * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
     return tl.where(mask, g, 0.0)
@@ -567,8 +540,8 @@ class _Plan:
 def _check_x(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got {getattr(x, 'shape', type(x).__name__)}")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.dtype not in SUPPORTED:
+        raise TypeError(f"x must be {SUPPORTED_NAMES}, got {x.dtype}")
     if x.numel() >= 2**31:
         raise ValueError(f"x has {x.numel()} elements; at most 2**31 - 1 are supported")
 
@@ -583,34 +556,22 @@ def _check_channels(x: torch.Tensor, **tensors) -> None:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
 
 
-def _check_act(act: str, eps: float) -> None:
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-
-
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
     """Checks and launch of bn_fwd, a function of (x, weight, bias, running_mean,
     running_var): layout, tiles, grids and scalars are worked out once per call
     signature (kernels/_plans.py)."""
     _check_x(x)
     _check_channels(x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
-    _check_act(act, eps)
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are required when training=False")
     if training and x.numel() == 0:
         raise ValueError(f"x of shape {tuple(x.shape)} has no values to compute batch statistics from")
     acc = accumulator_dtype(x.dtype)
     c, device = x.shape[1], x.device
-    silu, empty = act == "silu", x.numel() == 0
+    store_z, empty = needs_preactivation(act), x.numel() == 0
     plan = _Plan(x, config())
     geometry = plan.geometry()
-    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+    common = dict(LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
     stats = "running" if not training else "own" if plan.fused else "batch"
     fused = stats == "own"
@@ -620,19 +581,19 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
     normalize_grid = plan.grid(fused)
     normalize_args = (eps_hi, eps_lo, float(alpha), *geometry, plan.tiles(fused))
     normalize_flags = dict(STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-                           STORE_Z=silu, **common)
+                           STORE_Z=store_z, **common)
     rp = plan.row_programs
 
     def launch(x, weight, bias, running_mean, running_var):
         xk = plan.read(x)
         y = new_output_like(xk)
-        z = new_output_like(xk) if silu else x.new_empty(0)
+        z = new_output_like(xk) if store_z else x.new_empty(0)
         if training:
             mean, var = new_output((c,), acc, device), new_output((c,), acc, device)
         else:
             mean, var = x.new_empty(0, dtype=acc), x.new_empty(0, dtype=acc)
         if empty:
-            return plan.restore(y, x), plan.restore(z, x) if silu else z, mean, var
+            return plan.restore(y, x), plan.restore(z, x) if store_z else z, mean, var
         if stats == "running":
             stat_mean, stat_var, shift = running_mean, running_var, y
         elif fused:
@@ -645,11 +606,11 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
             )
             stat_mean, stat_var = mean, var
         _bn_normalize_kernel[normalize_grid](
-            xk, y, z if silu else y, weight if weight is not None else y, bias if bias is not None else y,
+            xk, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
             stat_mean, stat_var, shift, mean if training else y, var if training else y,
             *normalize_args, **normalize_flags,
         )
-        return plan.restore(y, x), plan.restore(z, x) if silu else z, mean, var
+        return plan.restore(y, x), plan.restore(z, x) if store_z else z, mean, var
 
     return launch
 
@@ -675,19 +636,18 @@ def _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, nee
     worked out once per call signature like _plan_fwd."""
     _check_x(x)
     _check_channels(x, weight=weight, mean=mean, var=var)
-    _check_act(act, eps)
-    if grad.shape != x.shape or (act != "linear" and s.shape != x.shape):
+    if grad.shape != x.shape or (needs_saved(act, None) and s.shape != x.shape):
         raise ValueError(
             f"grad and the saved tensor must be shaped like x {tuple(x.shape)}, got {tuple(grad.shape)} and {tuple(s.shape)}"
         )
     acc = accumulator_dtype(x.dtype)
     c, device = x.shape[1], x.device
     pdtype = x.dtype if weight is None else weight.dtype
-    empty, linear = x.numel() == 0, act == "linear"
+    empty, linear = x.numel() == 0, not needs_saved(act, None)
     plan = _Plan(x, config())
     eps_hi, eps_lo = split_float32(eps)
     geometry = plan.geometry()
-    common = dict(LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+    common = dict(LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
                   num_warps=plan.num_warps)
     scalars = (eps_hi, eps_lo, float(alpha))
     finalize = dict(BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c)
@@ -788,22 +748,21 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha):
     if plan is None:
         _check_x(x)
         _check_channels(x, weight=weight, bias=bias)
-        _check_act(act, eps)
         plan = _plans.put(key, _Plan(x, config()))
     xk = plan.read(x)
     y = new_output_like(xk)
-    z = new_output_like(xk) if act == "silu" else x.new_empty(0)
+    z = new_output_like(xk) if needs_preactivation(act) else x.new_empty(0)
     if x.numel() == 0:
         return plan.restore(y, x), z
     eps_hi, eps_lo = split_float32(eps)
     _bn_normalize_kernel[plan.grid(False)](
-        xk, y, z if act == "silu" else y, weight if weight is not None else y, bias if bias is not None else y,
+        xk, y, z if needs_preactivation(act) else y, weight if weight is not None else y, bias if bias is not None else y,
         stats[0], stats[1], stats[2], y, y,
         eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles(False),
-        STATS="batch", ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=act == "silu",
-        LAYOUT=plan.layout, ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps,
+        STATS="batch", ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=needs_preactivation(act),
+        LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps,
     )
-    return plan.restore(y, x), plan.restore(z, x) if act == "silu" else z
+    return plan.restore(y, x), plan.restore(z, x) if needs_preactivation(act) else z
 
 
 def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
@@ -815,7 +774,6 @@ def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
     if plan is None:
         _check_x(x)
         _check_channels(x, weight=weight, mean=mean, var=var)
-        _check_act(act, eps)
         plan = _plans.put(key, _Plan(x, config()))
     acc = accumulator_dtype(x.dtype)
     c = x.shape[1]
@@ -824,12 +782,12 @@ def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
     coef = new_output((4, c), acc, x.device)
     xk = plan.read(x)
     g = plan.in_layout(grad, xk)
-    s = plan.in_layout(s, xk) if act != "linear" else g
+    s = plan.in_layout(s, xk) if needs_saved(act, None) else g
     eps_hi, eps_lo = split_float32(eps)
     w = weight if weight is not None else x
     common = dict(ACT=act, STORE_GX=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=True, TRAINING=True,
                   FOLD=True, BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c, LAYOUT=plan.layout,
-                  ACC=_acc(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
+                  ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
     if plan.fused:
         _bn_grad_sums_kernel[plan.grid(True)](
             g, s, xk, x, w, mean, var, coef, coef, gw, gb, coef, coef, eps_hi, eps_lo, float(alpha),

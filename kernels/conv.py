@@ -2,46 +2,13 @@
 kernels, forward and backward, with the same three functions and signatures as
 fastgan.reference.conv (conv_fwd, conv_grad_input, conv_grad_weight).
 
-GEMM view (NHWC): rows M = N*OH*OW output positions, columns = output channels,
-reduction K = kh*kw*C_in (channels innermost, so a K block is a contiguous run of
-channels in a channels_last tensor). Two kernels cover all six products:
-
-_conv_gather_kernel  out[m, co] = sum_k A[m, k] W[k, co]: A gathered from the input.
-    forward of conv2d and of conv_transpose2d, and the input gradient of either, which
-    is the other one applied to dL/dz (dgrad of a conv is a transposed conv with the
-    same weight and vice versa). Fused: bias, act, gain, clamp, cast, z for silu
-    (forward); act'(s) applied to dL/dy as it is loaded (input gradient).
-_conv_wgrad_kernel   dW[co, (r, s, c)] = sum_m dZ[m, co] X[m, (r, s, c)]: the reduction
-    runs over output positions, split into slices for parallelism; the bias gradient
-    (the row sums of dZ) is taken from the tiles of dZ the same programs load.
-
-Transposed convolution, stride S: the output splits into S_h*S_w phases (sub-pixel
-decomposition) by (o + padding) mod S. Output o of phase p only receives taps
-r = p + S*t, from input i = q - t where o = p - padding + S*q, so each phase is a
-dense convolution with ceil((k - p) / S) taps and no multiply ever touches an inserted
-zero (the zero-insertion form would spend 75% of its work on them at stride 2).
-Programs of one launch are spread over the phases (grid axis 1).
-
-Small channel counts (RGB input, a 3-channel output, latent vectors): tl.dot needs a
-K block of at least 16. When the reduced tensor has fewer channels than BLOCK_K, the
-kernels flatten (tap, channel) into one K axis (FLAT_K / FLAT_N): a block of K then
-spans several taps, so the padding of a K block with masked zeros is at most one block
-per phase instead of one block per tap. Output channels fewer than BLOCK_N are masked.
-
-Layouts: every operand is read through its strides, so NCHW and channels_last inputs
-both work without a copy. Reads are coalesced along channels for channels_last (what
-every conv output here is); an NCHW input (a data loader's images, say) is read with
-channel stride H*W, correct but with uncoalesced loads on a GPU: convert the model and
-its input to channels_last for speed. A weight whose two channel dimensions both have
-non-unit strides (a contiguous OIHW weight with kh*kw > 1) is repacked channels_last
-per call: one weight-sized copy (at most a few MB) so that weight tiles load coalesced.
-Outputs: y, z and the input gradient are channels_last, the weight gradient contiguous
-in the weight's own layout, as fastgan.ops.conv's fake implementations promise.
-
-Accumulation is float32 for 16-bit and float32 operands and float64 for float64 ones
-(gradcheck runs through these kernels). float32 operands use TF32 tensor cores when
-PyTorch allows them for cuDNN convolutions (torch.backends.cudnn.conv.fp32_precision /
-cudnn.allow_tf32, on by default), as the eager convolution does (_tiles.dot_precision).
+_conv_gather_kernel computes the forward of conv2d / conv_transpose2d and the input
+gradient of either; _conv_wgrad_kernel the weight and bias gradients. Layout: GEMM
+view over NHWC (rows N*OH*OW, columns C_out, reduction kh*kw*C_in); any input strides,
+channels_last outputs. Knobs: the tile per kind (kernels/_tiles.py, kernels/configs),
+FLAT_K / FLAT_N for few channels, split-K slices of the weight gradient, the dot
+precision. The derivation (phases of a transposed convolution, FLAT_K, layouts,
+accumulation): docs/kernels.md, "Convolution kernels".
 """
 
 from __future__ import annotations
@@ -61,7 +28,6 @@ from ._common import accumulator_dtype, new_output, split_float32
 from ._gemm import (
     acc_type,
     bias_act_store,
-    check_act,
     check_shape,
     check_tensors,
     clamp_arg,
@@ -577,7 +543,6 @@ def _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act,
     op = "conv_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_4d(op, x=x, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
     output_padding = _pair(op, "output_padding", output_padding, 0)
     c_in_w, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
@@ -617,7 +582,6 @@ def _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
     _check_4d(op, grad=grad, s=s, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     stride, padding = _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0)
     c_out_w, c_in = (weight.shape[1], weight.shape[0]) if transposed else (weight.shape[0], weight.shape[1])
     if grad.shape[1] != c_out_w:
@@ -655,7 +619,6 @@ def _check_grad_weight(op, grad, s, x, kernel_hw, stride, padding, act, alpha, g
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, x=x)
     _check_4d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
     _pair(op, "stride", stride, 1), _pair(op, "padding", padding, 0), _pair(op, "kernel_hw", kernel_hw, 1)
     if grad.shape[0] != x.shape[0]:
         raise ValueError(f"{op}: grad has batch {grad.shape[0]}, x has {x.shape[0]}")

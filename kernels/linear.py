@@ -2,22 +2,11 @@
 gradients, with the same three functions and signatures as fastgan.reference.linear
 (linear_fwd, linear_grad_input, linear_grad_weight); x is a matrix [M, K].
 
-    forward       y  = epilogue(x @ w^T)        A = x,      B = w^T (strides swapped)
-    input grad    gx = dZ @ w                   A = dZ,     B = w
-    weight grad   gw = dZ^T @ x, gb = sum dZ    A = dZ^T,   B = x, split over M
-
-dZ = dL/dy * act'(s) is formed while the A tile is loaded (s: y, or z for silu; not
-read at all when act is linear without clamp, whose derivative is the constant gain,
-applied to the result instead). The bias gradient is the row sums of the A tiles the
-weight-gradient programs of column tile 0 load anyway: no separate pass over dL/dy.
-Operands are read through their strides; outputs are contiguous, as
-fastgan.ops.linear's fake implementations promise. Shapes a compiled tl.dot loop would
-serve badly (see RANK_K_MAX, _k_padded, _fit_block_k): a reduction of K <= 16 terms runs
-as K outer products without tl.dot; when neither operand can load 16-byte aligned
-(K-contiguous rows of 40 features, say) both are copied into K-padded buffers; on a GPU
-BLOCK_K shrinks until the K loop has two blocks to pipeline. Accumulation: float32, float64 for float64 operands (kernels/conv.py notes);
-float32 operands use TF32 when PyTorch allows it for matmuls
-(torch.backends.cuda.matmul.fp32_precision / allow_tf32, off by default), as F.linear.
+Layout: every operand read through its strides, outputs contiguous. Knobs: the tile
+per kind (kernels/_tiles.py), split-M slices of the weight gradient, the dot
+precision; RANK_K_MAX, _k_padded and _fit_block_k for the shapes a tl.dot loop would
+serve badly. The three products and the fused prologue / epilogue: docs/kernels.md,
+"Linear kernel".
 """
 
 from __future__ import annotations
@@ -36,7 +25,6 @@ from ._common import new_output
 from ._gemm import (
     acc_type,
     bias_act_store,
-    check_act,
     check_shape,
     check_tensors,
     clamp_arg,
@@ -263,7 +251,6 @@ def _plan_fwd(x, weight, bias, act, alpha, gain, clamp):
     op = "linear_fwd"
     check_tensors(op, x=x, weight=weight, bias=bias)
     _check_2d(op, x=x, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     m, kk = x.shape
     n = weight.shape[0]
     check_shape(op, "weight", weight, (n, kk))
@@ -295,7 +282,6 @@ def _plan_grad_input(grad, s, weight, act, alpha, gain, clamp):
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, weight=weight)
     _check_2d(op, grad=grad, s=s, weight=weight)
-    check_act(op, act, alpha, gain, clamp)
     m, n = grad.shape
     if weight.shape[0] != n:
         raise ValueError(f"{op}: grad has {n} columns, weight {tuple(weight.shape)} has {weight.shape[0]} rows")
@@ -322,7 +308,6 @@ def _check_grad_weight(op, grad, s, x, act, alpha, gain, clamp):
     s = saved_or_none(op, s, grad, act, clamp)
     check_tensors(op, grad=grad, s=s, x=x)
     _check_2d(op, grad=grad, s=s, x=x)
-    check_act(op, act, alpha, gain, clamp)
     if x.shape[0] != grad.shape[0]:
         raise ValueError(f"{op}: grad has {grad.shape[0]} rows, x has {x.shape[0]}")
     return True

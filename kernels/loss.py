@@ -1,37 +1,11 @@
 """Fused adversarial losses: one launch computes the per-element terms, their reduction
 and d loss / d logits, for the discriminator (real and fake logits together, of any two
 sizes) or the generator. Same functions, signatures and outputs as
-fastgan.reference.loss (d_loss_fwd, g_loss_fwd).
+fastgan.reference.loss (d_loss_fwd, g_loss_fwd); the kinds are its LOSS_KINDS table.
 
-Work split. Logits are processed in their memory order (outputs are allocated with
-their strides), in tiles of BLOCK elements; program p handles tiles
-[p * T, (p + 1) * T) of each side, T = tiles_per_program, so one program serves real
-and fake logits together and a batch of at most BLOCK logits per side needs one
-program only.
-
-Deterministic reduction. Each program sums its terms in a fixed order (a vector
-accumulator over its tiles, then a fixed tree, tl.sum), which gives one partial per
-program and side. With one program that partial is the loss. With several, every
-program stores its partials and takes a ticket from an integer counter; the program
-that draws the last ticket sums all partials in index order (fixed chunks, fixed tree)
-and writes the losses. Which program does that final sum varies from run to run, the
-arithmetic it does never does: same inputs, same bits. No float atomics anywhere.
-Race freedom: a scalar store and a scalar atomic are both issued by thread 0 of the
-program (Triton masks scalar memory ops to one thread), so the partial's store precedes
-the acq_rel increment in that thread's program order and is released by it; the last
-program's thread 0 acquires with its increment, and the ticket reaches the other
-threads through the barrier that broadcasts an atomic's result, before any of them
-loads a partial (loads go to L2, .cg, never a stale L1 line). The counter is a fresh
-zeroed int32 per launch (one 4-byte memset), not a cached buffer that launches on
-different streams could share.
-
-Numerics. softplus(t) = max(t, 0) + log1p(exp(-|t|)) and sigmoid from the same
-e = exp(-|t|) <= 1, so nothing overflows for any |t| (1e4 in float16 included).
-log1p(e) on [0, 1] is 2 * atanh(e / (2 + e)): an odd series of positive terms in
-s = e / (2 + e) <= 1/3, accurate to a few ulps with neither log (whose GPU
-approximation has an absolute, not relative, error near 1) nor libdevice (absent from
-the interpreter). d_real uses the cancellation-free forms softplus(-r) + (1 - y) r and
-(1 - y) - sigmoid(-r). Terms accumulate in float32 (float64 for float64 logits).
+Layout: logits in their memory order, tiles of BLOCK elements, T tiles per program.
+Knobs: LossConfig (block, max_programs, reduce_block). The deterministic cross-program
+sum and the overflow-free numerics: docs/kernels.md, "Loss kernel".
 """
 
 from __future__ import annotations
@@ -42,12 +16,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import LaunchConfigs, accumulator_dtype, is_dense, new_output, new_output_like, split_float32
+from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
+from fastgan.reference.loss import KINDS, REDUCTIONS
+
+from ._common import (
+    LaunchConfigs, accumulator_dtype, accumulator_type, is_dense, new_output, new_output_like, split_float32,
+)
 from ._plans import cdiv
 
-KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
-REDUCTIONS = ("mean", "sum", "none")
-DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -233,8 +209,8 @@ def _adversarial_loss_kernel(
 def _check_logits(name: str, t: torch.Tensor) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
-    if t.dtype not in DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    if t.dtype not in SUPPORTED:
+        raise TypeError(f"{name} must be {SUPPORTED_NAMES}, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     if t.numel() >= 2**31:
@@ -242,6 +218,8 @@ def _check_logits(name: str, t: torch.Tensor) -> None:
 
 
 def _check_args(kind: str, reduction: str) -> None:
+    # Kept below the public check: an unknown kind or reduction would compile a kernel
+    # that silently computes another loss (the constexpr branches' last case).
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if reduction not in REDUCTIONS:
@@ -287,7 +265,7 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         b.logits, b.grad, b.terms, b.out, b.n, b.tiles,
         partials, counter, tiles_per_program, label_hi, label_lo,
         KIND=kind, SIDE_A=name_a, SIDE_B=name_b if side_b is not None else "none", REDUCTION=reduction,
-        ONE_PROGRAM=one_program, ACC=tl.float64 if acc == torch.float64 else tl.float32,
+        ONE_PROGRAM=one_program, ACC=accumulator_type(side_a.logits.dtype),
         BLOCK=cfg.block, REDUCE_BLOCK=cfg.reduce_block, num_warps=cfg.num_warps,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from fastgan.reference.activations import ACTIVATIONS
+from fastgan.reference.activations import ACTIVATIONS, lookup
 
 seeds = st.integers(0, 2**31 - 1)
 channels = st.one_of(st.sampled_from([1, 3]), st.integers(1, 9))
@@ -14,7 +14,7 @@ spatial = st.one_of(st.just(1), st.integers(1, 9))
 @st.composite
 def activation(draw):
     act = draw(st.sampled_from(ACTIVATIONS))
-    alpha = draw(st.sampled_from([None, 0.1, 0.3])) if act == "lrelu" else None
+    alpha = draw(st.sampled_from([None, 0.1, 0.3])) if lookup(act).uses_alpha else None
     gain = draw(st.sampled_from([None, None, 0.5, 1.7]))
     clamp = draw(st.sampled_from([None, None, 0.8, 2.5]))
     return dict(act=act, alpha=alpha, gain=gain, clamp=clamp)

@@ -1,5 +1,5 @@
-"""fastgan.bench: the FLOP counter against hand counts, anchors.md and
-torch.utils.flop_counter; the DCGAN layer list; timing, ratios, summary, the table and
+"""fastgan.bench: the FLOP counter against hand counts, the published DCGAN-64 figure
+and torch.utils.flop_counter; the DCGAN layer list; timing, ratios, summary, the table and
 the result record."""
 
 import datetime
@@ -50,7 +50,7 @@ def test_step_flops_match_torch_flop_counter(cond):
 
 
 def test_dcgan64_step_is_2_48_gflop_per_image():
-    """anchors.md: about 2.48 GFLOP per image for D on real + D on fake + G through D
+    """The published DCGAN-64 figure: about 2.48 GFLOP per image for D on real + D on fake + G through D
     with D's weight gradients."""
     flops = dcgan.step_flops(dcgan.StepConfig(batch=1))
     assert flops["per_image"] / 1e9 == pytest.approx(2.48, abs=0.005)

@@ -34,7 +34,7 @@ def test_useful_flops_match_a_count_by_convolution_of_ones(layer):
 
 
 def test_dense_flops_per_image_match_anchors():
-    """anchors.md: 104.6 M (generator) and 103.8 M (discriminator) multiply-adds per image."""
+    """The published DCGAN-64 figures: 104.6 M (generator) and 103.8 M (discriminator) multiply-adds per image."""
     macs = {"G": 0, "D": 0}
     for name, *layer in layer_shapes(batch=1):
         macs[name[0]] += B.dense_layer_flops(*layer) / 2

@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 
 import fastgan
 from fastgan import functional as FG
+from fastgan.reference.activations import lookup
 from strategies import activation, conv_case, seeds
 from utils import Rand, assert_close, clamp_ambiguous, derivative_bound, grads, leaf, magnitudes, randn
 
@@ -15,16 +16,10 @@ DTYPES = [torch.float32, torch.float64]
 
 
 def torch_act(z, act, alpha, gain, clamp):
-    """The composition a PyTorch user would write (independent of fastgan.reference)."""
-    alpha = 0.2 if alpha is None else alpha
-    y = {
-        "linear": lambda t: t,
-        "relu": F.relu,
-        "lrelu": lambda t: F.leaky_relu(t, alpha),
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-        "silu": F.silu,
-    }[act](z)
+    """The composition a PyTorch user would write: PyTorch's own module for act (the
+    one its registry row replaces; tests/test_activation_registry.py pins those), none
+    of fastgan.reference's formulas."""
+    y = lookup(act).torch_module(0.2 if alpha is None else alpha)(z)
     if gain is not None:
         y = y * gain
     if clamp is not None:

@@ -20,7 +20,7 @@ def softplus(t):
 
 
 def hand_terms(logits, kind, side, y=1.0):
-    """The table of design.md in float64. softplus(t) - y*t is written as
+    """The table of fastgan.reference.loss in float64. softplus(t) - y*t is written as
     softplus(-t) + (1 - y)*t, its exact equal: the literal form loses e^-t against t
     even in float64 (4% at t = 30)."""
     t = np.asarray(logits, dtype=np.float64)

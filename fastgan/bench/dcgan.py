@@ -1,7 +1,7 @@
 """The DCGAN training-step benchmark: plain torch.nn models, the three providers and
 one training step, measured side by side.
 
-Providers (design.md, Benchmarks):
+Providers:
     eager    the plain torch.nn DCGAN below: cuDNN on a GPU, channels_last, bf16
              autocast for the 16-bit dtype; BCE-with-logits loss
     compile  torch.compile of that same eager model (separate compiles for G and D)
@@ -25,7 +25,7 @@ One step, as in pytorch/examples DCGAN: fake = G(z, c); D on real and on the det
 fake, D loss backward, D update; then G through D (D's weight gradients are computed
 too, as in the example, and cleared by the next D step), G loss backward, G update.
 Its FLOPs (flops.count_flops over one step) at DCGAN-64 are 2.48 GFLOP per image, the
-figure of ../../shared/anchors.md.
+published figure.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """FLOPs of the layers that do the arithmetic: convolution, transposed convolution and
 linear layers (2 FLOPs per multiply-add; other ops are neglected).
 
-Convention (the one anchors.md and torch.utils.flop_counter use): every kernel tap
+Convention (the one the published DCGAN figures and torch.utils.flop_counter use): every kernel tap
 counts, taps on padding included; a transposed convolution does
 N * H_in * W_in * C_in * C_out * kh * kw multiply-adds (a zero-insertion form would
 do 4x more at stride 2; the useful work is this). A backward pass costs one forward's

@@ -5,7 +5,8 @@ fused modules. The runs (README, "What fuse() fuses"):
     Linear [-> BatchNorm1d] [-> act]
     (BatchNorm1d | BatchNorm2d) -> act
 
-where act is ReLU, LeakyReLU (slope >= 0), Tanh, Sigmoid or SiLU. A layer alone is
+where act is a module an activation registry row replaces (fastgan.reference.activations:
+ReLU, LeakyReLU with slope >= 0, Tanh, Sigmoid, SiLU). A layer alone is
 fused only if it has a bias (the bias is the epilogue fused into it); a batch norm
 alone is left as it is. A layer with an argument the fused modules have no form for
 (groups, dilation, a padding_mode other than 'zeros', string padding) is left as it
@@ -28,6 +29,7 @@ import copy
 
 from torch import nn
 
+from ..reference import activations as A
 from .modules import (
     BatchNormAct1d, BatchNormAct2d, Conv2dAct, Conv2dBatchNormAct, ConvTranspose2dAct, ConvTranspose2dBatchNormAct,
     FoldedBatchNorm2d, LinearAct,
@@ -35,19 +37,12 @@ from .modules import (
 
 
 def _activation_of(module: nn.Module):
-    """(act, alpha) for a recognised activation module, else None."""
-    kind = type(module)
-    if kind is nn.ReLU:
-        return "relu", None
-    if kind is nn.LeakyReLU:
-        # The fused backward reads the derivative off the output's sign (needs slope >= 0).
-        return ("lrelu", float(module.negative_slope)) if module.negative_slope >= 0 else None
-    if kind is nn.Tanh:
-        return "tanh", None
-    if kind is nn.Sigmoid:
-        return "sigmoid", None
-    if kind is nn.SiLU:
-        return "silu", None
+    """(act, alpha) for a module some registry row replaces, else None."""
+    for row in A.rows():
+        if row.replaces(module):
+            alpha = row.alpha_of(module)
+            # The fused backward reads the derivative off the output's sign (needs alpha >= 0).
+            return (row.name, alpha) if alpha is None or alpha >= 0 else None
     return None
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import _validate as V
 from .. import functional as FG
+from ..reference.activations import lookup
 from ..reference.loss import KINDS, REDUCTIONS
 
 
@@ -27,7 +28,7 @@ class _ActMixin:
 
     def _act_repr(self):
         text = f"act={self.act}"
-        if self.act == "lrelu":
+        if lookup(self.act).uses_alpha:
             text += f", alpha={self.alpha}"
         if self.gain != 1.0:
             text += f", gain={self.gain}"
@@ -261,9 +262,7 @@ class GANLoss(nn.Module):
         super().__init__()
         self.kind = V.choice("kind", kind, KINDS)
         self.reduction = V.choice("reduction", reduction, REDUCTIONS)
-        self.real_label = V.finite_number("real_label", real_label)
-        if kind in ("hinge", "wasserstein") and self.real_label != 1.0:
-            raise ValueError(f"real_label must be 1.0 for kind={kind!r}, got {real_label}")
+        self.real_label = V.real_label(self.kind, real_label)
 
     def discriminator(self, real_logits, fake_logits):
         return FG.discriminator_loss(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """16-bit inputs are computed and accumulated in float32; float64 stays float64."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._dtypes import accumulator as compute_dtype  # the dtype every op computes in
 
 
 def upcast(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .activations import DEFAULT_ALPHA, act_grad, bias_act, needs_preactivation
+from .activations import act_grad, bias_act, needs_preactivation
 from ._common import compute_dtype, empty_like_nothing, upcast
 
 
@@ -18,7 +18,7 @@ def batch_norm_act(
     x, running_mean, running_var, weight=None, bias=None, *, training, momentum=0.1, eps=1e-5, act="linear", alpha=None
 ):
     z = F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
-    return bias_act(z, act, DEFAULT_ALPHA if alpha is None else alpha, 1.0, None)
+    return bias_act(z, act, alpha, 1.0, None)
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .activations import DEFAULT_ALPHA, act_grad, bias_act, clamp_as_saved, needs_preactivation
+from .activations import act_grad, bias_act, clamp_as_saved, needs_preactivation
 from ._common import as_channels_last, compute_dtype, empty_like_nothing, upcast
 
 
@@ -27,7 +27,7 @@ def conv2d_bias_act(
     x, weight, bias=None, *, stride=1, padding=0, act="linear", alpha=None, gain=None, clamp=None
 ):
     z = F.conv2d(x, weight, bias, stride, padding)
-    return bias_act(z, act, DEFAULT_ALPHA if alpha is None else alpha, 1.0 if gain is None else gain, clamp)
+    return bias_act(z, act, alpha, gain, clamp)
 
 
 def conv_transpose2d_bias_act(
@@ -44,7 +44,7 @@ def conv_transpose2d_bias_act(
     clamp=None,
 ):
     z = F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
-    return bias_act(z, act, DEFAULT_ALPHA if alpha is None else alpha, 1.0 if gain is None else gain, clamp)
+    return bias_act(z, act, alpha, gain, clamp)
 
 
 def output_size(in_hw, kernel_hw, stride, padding, output_padding, transposed):

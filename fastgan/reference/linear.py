@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .activations import DEFAULT_ALPHA, act_grad, bias_act, clamp_as_saved, needs_preactivation
+from .activations import act_grad, bias_act, clamp_as_saved, needs_preactivation
 from ._common import empty_like_nothing, upcast
 
 
 def linear_bias_act(x, weight, bias=None, *, act="linear", alpha=None, gain=None, clamp=None):
     z = F.linear(x, weight, bias)
-    return bias_act(z, act, DEFAULT_ALPHA if alpha is None else alpha, 1.0 if gain is None else gain, clamp)
+    return bias_act(z, act, alpha, gain, clamp)
 
 
 def linear_fwd(x, weight, bias, act, alpha, gain, clamp):

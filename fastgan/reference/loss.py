@@ -21,12 +21,39 @@ only scales it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ._common import compute_dtype
 
-KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
+
+@dataclass(frozen=True)
+class LossKind:
+    """One adversarial loss: its per-element terms (D real | D fake | G, as in the
+    table above) and whether it takes a real label. A kind without labels (a margin
+    or a critic) has no target to smooth: its real label must stay the default."""
+
+    name: str
+    terms: str
+    uses_labels: bool
+    default_real_label: float = 1.0
+
+
+# The loss-kind table, read by the reference below, the kernels (fastgan.kernels.loss),
+# fastgan.functional and fastgan.nn.GANLoss (through fastgan._validate.real_label).
+LOSS_KINDS = {
+    k.name: k
+    for k in (
+        LossKind("nonsaturating", "softplus(r) - y*r | softplus(f) | softplus(-f)", uses_labels=True),
+        LossKind("minimax", "softplus(r) - y*r | softplus(f) | -softplus(f)", uses_labels=True),
+        LossKind("lsgan", "0.5*(r - y)^2 | 0.5*f^2 | 0.5*(f - 1)^2", uses_labels=True),
+        LossKind("hinge", "relu(1 - r) | relu(1 + f) | -f", uses_labels=False),
+        LossKind("wasserstein", "-r | f | -f", uses_labels=False),
+    )
+}
+KINDS = tuple(LOSS_KINDS)
 REDUCTIONS = ("mean", "sum", "none")
 SIDES = ("d_real", "d_fake", "g")
 

@@ -149,20 +149,21 @@ def _layer_variants(quick: bool = False, odd: bool = False):
     tensor), fp16 / fp32 convs of odd sizes, linear layers with split-K."""
     from fastgan.kernels import conv as KC
     from fastgan.kernels import linear as KL
+    from fastgan.reference.activations import needs_preactivation
 
     def conv(transposed, dtype, n, c_in, c_out, hw, k, s, p, act, clamp=None):
         x = torch.randn(n, c_in, *hw).to(dtype).contiguous(memory_format=torch.channels_last)
         w = torch.randn(*((c_in, c_out) if transposed else (c_out, c_in)), k, k).to(dtype)
         b = torch.randn(c_out).to(dtype)
         y, z = KC.conv_fwd(x, w, b, [s, s], [p, p], [0, 0], transposed, act, 0.2, 1.0, clamp)
-        saved = z if act == "silu" else y
+        saved = z if needs_preactivation(act) else y
         KC.conv_grad_input(y, saved, w, hw, [s, s], [p, p], transposed, act, 0.2, 1.0, clamp)
         KC.conv_grad_weight(y, saved, x, [k, k], [s, s], [p, p], transposed, act, 0.2, 1.0, clamp, True)
 
     def linear(dtype, m, k, n, act):
         x, w = torch.randn(m, k).to(dtype), torch.randn(n, k).to(dtype)
         y, z = KL.linear_fwd(x, w, torch.randn(n).to(dtype), act, 0.2, 1.0, None)
-        saved = z if act == "silu" else y
+        saved = z if needs_preactivation(act) else y
         KL.linear_grad_input(y, saved, w, act, 0.2, 1.0, None)
         KL.linear_grad_weight(y, saved, x, act, 0.2, 1.0, None, True)
 

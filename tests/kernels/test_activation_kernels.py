@@ -21,7 +21,7 @@ def _table_kernel(z_ptr, y_ptr, d_ptr, n, ACT: tl.constexpr, alpha, gain, clamp,
     mask = offs < n
     z = tl.load(z_ptr + offs, mask=mask, other=0.0)
     y = KA.apply_act(z, ACT, alpha, gain, clamp, HAS_CLAMP)
-    if ACT == "silu":
+    if KA.saves_preactivation(ACT):
         s = z
     else:
         s = y
@@ -44,7 +44,7 @@ def test_triton_table_matches_reference(dtype, act, gain, clamp):
         )
     z64 = z.double()
     y_ref = A.bias_act(z64, act, 0.2, gain, clamp)
-    s_ref = z64 if act == "silu" else y_ref
+    s_ref = z64 if A.needs_preactivation(act) else y_ref
     d_ref = A.derivative(s_ref, act, 0.2, gain, clamp)
     assert_close(y, y_ref, dtype, f"{act} forward")
     assert_close(d, d_ref, dtype, f"{act} derivative")
@@ -72,6 +72,6 @@ def test_triton_table_matches_reference_at_kinks_and_nonfinite(dtype, act, alpha
         _table_kernel[(1,)](z, y, d, z.numel(), act, alpha, gain, 0.0 if clamp is None else clamp,
                             clamp is not None, BLOCK=16)
     y_ref = A.bias_act(z, act, alpha, gain, clamp)
-    d_ref = A.derivative(z if act == "silu" else y_ref, act, alpha, gain, clamp)
+    d_ref = A.derivative(z if A.needs_preactivation(act) else y_ref, act, alpha, gain, clamp)
     torch.testing.assert_close(y, y_ref, equal_nan=True, msg=lambda m: f"{act} forward: {m}")
     torch.testing.assert_close(d, d_ref, equal_nan=True, msg=lambda m: f"{act} derivative: {m}")

@@ -21,11 +21,11 @@ from fastgan.kernels import _arrival
 from fastgan.kernels import batch_norm as KB
 from fastgan.kernels._common import poison_outputs
 from fastgan.nn import BatchNormAct2d
+from fastgan.reference.activations import ACTIVATIONS, lookup, needs_preactivation, needs_saved
 from strategies import seeds
 from test_functional import torch_act
 from utils import TOLERANCE, assert_close
 
-ACTS = ["linear", "relu", "lrelu", "tanh", "sigmoid", "silu"]
 EPS = 1e-5
 # Tiles of at most 16 elements (4 channels x 4 rows), split path always, and the last
 # program of a channel block merging 2 partials of 2 channels per step: every loop runs
@@ -100,7 +100,7 @@ def grad_magnitudes(x, weight, upstream, mean, var):
     c=st.one_of(st.integers(1, 70), st.sampled_from([1, 3, 64, 70])),
     h=st.integers(1, 17),
     w=st.integers(1, 17),
-    act=st.sampled_from(ACTS),
+    act=st.sampled_from(ACTIVATIONS),
     training=st.booleans(),
     affine=st.sampled_from(["both", "none", "weight", "bias"]),
     need_affine=st.booleans(),
@@ -132,12 +132,12 @@ def test_batch_norm_kernels_match_torch(
     upstream = torch.randn(n, c, h, w, generator=gen).to(dtype)
     if grad_channels_last:
         upstream = upstream.contiguous(memory_format=torch.channels_last)
-    alpha = 0.1 if act == "lrelu" else 0.2
+    alpha = 0.1 if lookup(act).uses_alpha else 0.2
     inputs = [t.clone() for t in (x, running_mean, running_var)]
     cfg = TILES[tiles] if x.numel() <= 3000 else {}  # tiles of 16 elements: slow beyond
     with poison_outputs(), KB.configured(**cfg):
         y, z, mean, var = KB.bn_fwd(x, weight, bias, running_mean, running_var, training, EPS, act, alpha)
-        saved = z if act == "silu" else (y if act != "linear" else x.new_empty(0))
+        saved = z if needs_preactivation(act) else (y if needs_saved(act, None) else x.new_empty(0))
         stats = (mean, var) if training else (running_mean, running_var)
         gx, gw, gb = KB.bn_backward(upstream, saved, x, weight, *stats, training, EPS, act, alpha, need_affine)
     assert all(torch.equal(a, b) for a, b in zip(inputs, (x, running_mean, running_var))), "inputs modified"
@@ -147,7 +147,7 @@ def test_batch_norm_kernels_match_torch(
 
     assert y.dtype == x.dtype and y.stride() == x.stride()
     assert_close(y, y_ref, dtype, "y")
-    if act == "silu":
+    if needs_preactivation(act):
         assert z.stride() == x.stride()
         assert_close(z, z_ref, dtype, "z")
     else:

@@ -1,6 +1,6 @@
 """GPU sweep of the conv and linear kernels: every tile config shipped in
 kernels/configs, float32 / float16 / bfloat16, NCHW and channels_last inputs, forward
-and the three gradients against a float64 reference, with design.md's tolerances.
+and the three gradients against a float64 reference, with the tolerances of utils.TOLERANCE.
 
 Needs a CUDA device (skipped elsewhere, tests/conftest.py) and compiled kernels: run
     TRITON_INTERPRET=0 python -m pytest -m gpu tests/kernels/test_gpu_sweep.py
@@ -153,7 +153,7 @@ def test_default_lookup_on_this_device(dtype):
 
 def test_float32_with_tf32_allowed():
     """TF32 allowed (PyTorch's default for convolutions) switches the float32 dots to
-    TF32; design.md allows 5e-3 then (500 x the ieee tolerance of 1e-5)."""
+    TF32; the tolerance is 5e-3 then (500 x the ieee tolerance of 1e-5)."""
     _allow_tf32(True)
     for i, case in enumerate(CONV_CASES):
         _run_conv(case, torch.float32, channels_last=True, seed=200 + i, factor=500)

@@ -10,8 +10,9 @@ from hypothesis import given, settings, strategies as st
 from fastgan.kernels import batch_norm as KB
 from fastgan.kernels import loss as KL
 from fastgan.kernels._common import poison_outputs
+from fastgan.reference.activations import ACTIVATIONS as ACTS, needs_preactivation, needs_saved
 from fastgan.reference.loss import KINDS
-from test_batch_norm_kernels import ACTS, EPS, grad_magnitudes, make_input, oracle
+from test_batch_norm_kernels import EPS, grad_magnitudes, make_input, oracle
 from test_loss_kernels import check_side, logits
 from utils import TOLERANCE, assert_close
 
@@ -72,7 +73,7 @@ def test_batch_norm_sweep(dtype, shape, channels_last, training):
     dev = [t.cuda() for t in (x, weight, bias, rm, rv, upstream)]
     with poison_outputs():
         y, z, mean, var = KB.bn_fwd(*dev[:5], training, EPS, act, 0.2)
-        saved = z if act == "silu" else (y if act != "linear" else y.new_empty(0))
+        saved = z if needs_preactivation(act) else (y if needs_saved(act, None) else y.new_empty(0))
         stats = (mean, var) if training else (dev[3], dev[4])
         gx, gw, gb = KB.bn_backward(dev[5], saved, dev[0], dev[1], *stats, training, EPS, act, 0.2, True)
     y, gx, gw, gb, mean, var = _cpu(y, gx, gw, gb, mean, var)
@@ -103,7 +104,7 @@ def test_batch_norm_random_shapes_on_gpu(n, c, h, w, channels_last, act, seed):
     upstream = torch.randn(x.shape, generator=gen)
     with poison_outputs():
         y, z, mean, var = KB.bn_fwd(x.cuda(), None, None, None, None, True, EPS, act, 0.2)
-        saved = z if act == "silu" else (y if act != "linear" else y.new_empty(0))
+        saved = z if needs_preactivation(act) else (y if needs_saved(act, None) else y.new_empty(0))
         gx, _, _ = KB.bn_backward(upstream.cuda(), saved, x.cuda(), None, mean, var, True, EPS, act, 0.2, False)
     y_ref, _, mean_ref, var_ref, gx_ref, _, _ = oracle(x, None, None, None, None, True, act, 0.2, upstream)
     assert_close(y.cpu(), y_ref, torch.float32, "y")
