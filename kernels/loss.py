@@ -16,14 +16,15 @@ program stores its partials and takes a ticket from an integer counter; the prog
 that draws the last ticket sums all partials in index order (fixed chunks, fixed tree)
 and writes the losses. Which program does that final sum varies from run to run, the
 arithmetic it does never does: same inputs, same bits. No float atomics anywhere.
-Race freedom: a scalar store and a scalar atomic are both issued by thread 0 of the
-program (Triton masks scalar memory ops to one thread), so the partial's store precedes
-the acq_rel increment in that thread's program order and is released by it; the last
-program's thread 0 acquires with its increment, and the ticket reaches the other
-threads through the barrier that broadcasts an atomic's result, before any of them
-loads a partial (loads go to L2, .cg, never a stale L1 line). The counter is a fresh
-zeroed int32 per launch (one 4-byte memset), not a cached buffer that launches on
-different streams could share.
+The ticket and its memory ordering are kernels/_arrival.py's (arrived_last, then
+release_counter puts the counter back to 0): the counter is one of its cached per-device
+tile counters, so a launch allocates and zeroes nothing, and launches sharing it must be
+ordered on one stream (as every fastgan kernel with a ticketed sum).
+
+One read of the logits. The gradient is computed from the same loaded tile as the loss
+terms and stored beside them; the op's backward (fastgan/ops/loss.py) only scales that
+stored gradient by the loss's grad_output and never reads the logits again
+(tests/kernels/test_loss_one_read.py).
 
 Numerics. softplus(t) = max(t, 0) + log1p(exp(-|t|)) and sigmoid from the same
 e = exp(-|t|) <= 1, so nothing overflows for any |t| (1e4 in float16 included).
@@ -42,6 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._arrival import arrived_last, release_counter, tile_counters
 from ._common import LaunchConfigs, accumulator_dtype, is_dense, new_output, new_output_like, split_float32
 
 KINDS = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
@@ -221,12 +223,12 @@ def _adversarial_loss_kernel(
             if SIDE_B != "none":
                 tl.store(partials_ptr + programs + pid, part_b)
             # Release this program's partials, acquire everyone's (module docstring).
-            ticket = tl.atomic_add(counter_ptr, 1, sem="acq_rel")
-            if ticket == programs - 1:
+            if arrived_last(counter_ptr, programs):
                 _store_loss(a_out_ptr, _sum_partials(partials_ptr, programs, REDUCE_BLOCK), n_a, REDUCTION)
                 if SIDE_B != "none":
                     total_b = _sum_partials(partials_ptr + programs, programs, REDUCE_BLOCK)
                     _store_loss(b_out_ptr, total_b, n_b, REDUCTION)
+                release_counter(counter_ptr)
 
 
 def _check_logits(name: str, t: torch.Tensor) -> None:
@@ -278,7 +280,7 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         partials = counter = side_a.out
     else:
         partials = torch.empty(2 * programs, dtype=acc, device=device)
-        counter = torch.zeros(1, dtype=torch.int32, device=device)
+        counter = tile_counters(1, device)
     b = side_b if side_b is not None else side_a
     label_hi, label_lo = split_float32(real_label)
     _adversarial_loss_kernel[(programs,)](
