@@ -59,6 +59,9 @@ def add_train(subparsers) -> None:
     g.add_argument("--extra-layers", type=nonneg_int, help="extra 3x3 conv layers in G and D")
     g.add_argument("--d-mbstd", type=nonneg_int,
                    help="minibatch standard deviation feature in D over groups of N samples (0: off; images)")
+    g.add_argument("--d-pack", type=positive_int,
+                   help="PacGAN: D judges packs of N samples stacked along channels (1: off; images; the batch "
+                   "size must be a multiple of N)")
     g = p.add_argument_group("training")
     g.add_argument("--loss", choices=KINDS, help="adversarial loss (default: hinge for images)")
     g.add_argument("--steps", type=positive_int, help="total training steps (one step: n_critic D updates + one G update)")

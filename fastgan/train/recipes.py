@@ -25,7 +25,7 @@ COMMON = dict(
     cond="auto", loss="hinge", batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1,
     r1=0.0, r1_interval=16, ema=0.999, amp="auto", accumulate=1, seed=0, device="auto", threads=None,
     checkpoint_every=500, sample_every=250, log_every=10, g_cond="cbn", g_norm="batch", d_norm="batch",
-    extra_layers=0, channels=3, attributes=None, columns=None, cuda_graph=False, augment="", d_mbstd=0,
+    extra_layers=0, channels=3, attributes=None, columns=None, cuda_graph=False, augment="", d_mbstd=0, d_pack=1,
 )
 PRESETS = {
     "digits": dict(COMMON, size=8, width=64, latent=32, steps=3000, extra_layers=1, d_norm="none"),
@@ -51,7 +51,7 @@ def resolve(options: dict) -> dict:
             if options.get(name) is not None:
                 raise ValueError(f"argument --{name}: applies to an image folder, not to --data {options.get('data') or 'digits'}")
     if kind == "toy":
-        for name in ("size", "extra_layers", "augment", "d_mbstd"):
+        for name in ("size", "extra_layers", "augment", "d_mbstd", "d_pack"):
             if options.get(name) is not None:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"argument {flag}: applies to images, not to the 2-D points of --data {options['data']}")
@@ -84,10 +84,15 @@ def build_models(opts: dict, data):
     """(generator, discriminator) for the data, from the options."""
     cond = dict(cond_kind=data.cond_kind, cond_size=data.cond_size)
     if data.is_image:
+        pack = opts.get("d_pack", 1)
+        if opts["batch_size"] % pack:
+            raise ValueError(f"argument --d-pack: the batch size {opts['batch_size']} must be a multiple of the pack "
+                             f"size {pack}")
         channels, size = data.sample_shape[0], data.sample_shape[-1]
         common = dict(size=size, channels=channels, width=opts["width"], extra_layers=opts["extra_layers"], **cond)
         g = DCGANGenerator(latent_dim=opts["latent"], norm=opts["g_norm"], cond_mode=opts["g_cond"], **common)
-        d = DCGANDiscriminator(norm=opts["d_norm"], mbstd_group=opts.get("d_mbstd", 0), **common)
+        d = DCGANDiscriminator(norm=opts["d_norm"], mbstd_group=opts.get("d_mbstd", 0), pack=opts.get("d_pack", 1),
+                               **common)
     else:
         features = data.sample_shape[0]
         hidden = (opts["width"],) * 3

@@ -1,4 +1,5 @@
-"""DiffAugment (fastgan.train.augment), the minibatch-std feature of the DCGAN
+"""The options added for the quality targets (docs/quality.md): DiffAugment
+(fastgan.train.augment), the minibatch-std feature and PacGAN packing of the DCGAN
 discriminator, and how the Trainer and `fastgan train` use them."""
 
 import pytest
@@ -159,3 +160,38 @@ def test_cli_augment_and_mbstd_options(tmp_path, capsys):
     assert "--augment" in capsys.readouterr().err
     assert main(["train", "--data", "grid", "--d-mbstd", "4", "--out", str(tmp_path / "c")]) == 2
     assert "--d-mbstd" in capsys.readouterr().err
+
+
+def test_packed_discriminator_judges_consecutive_samples_together():
+    torch.manual_seed(0)
+    kw = dict(width=8, extra_layers=1, norm="none", cond_kind="label", cond_size=3)
+    d = DCGANDiscriminator(8, 1, pack=2, **kw)
+    x, c = torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 2, 1, 0])
+    logits = d(x, c)
+    assert logits.shape == (3,)
+    # Pack 1 is samples 2 and 3: changing sample 3 (or its condition) moves logit 1 only.
+    other = x.clone()
+    other[3] = torch.randn(1, 8, 8)
+    moved = d(other, c)
+    assert torch.equal(moved[[0, 2]], logits[[0, 2]]) and not torch.allclose(moved[1], logits[1])
+    c2 = c.clone()
+    c2[3] = 0
+    assert not torch.allclose(d(x, c2)[1], logits[1])
+    # The same as a plain D whose first layer reads the two images' channels side by side
+    # and whose projection adds both embeddings.
+    plain = DCGANDiscriminator(8, 2, **kw)
+    plain.load_state_dict(d.state_dict())
+    pair = x.reshape(3, 2, 8, 8)
+    h = plain.features(pair)
+    emb = d.projection(c).reshape(3, 2, -1).sum(1)
+    assert torch.allclose(logits, plain.head(h).flatten() + (emb * h.sum((2, 3))).sum(1), atol=1e-6)
+    assert build(d.config()).pack == 2
+    with pytest.raises(ValueError, match="pack=2"):
+        d(x[:5], c[:5])
+
+
+def test_cli_pack_must_divide_the_batch(tmp_path, capsys):
+    from fastgan.cli import main
+
+    assert main(["train", "--d-pack", "3", "--out", str(tmp_path / "a")]) == 2
+    assert "--d-pack" in capsys.readouterr().err
