@@ -7,7 +7,9 @@ tables come from these files.
     python benchmarks/quality_seeds.py --name digits --seeds 0 1 2 \
         --json benchmarks/results/quality-digits-3-seeds.json -- --data digits
 
-Everything after `--` goes to `fastgan train` unchanged. Runs go to --runs/NAME-seed-S.
+Everything after `--` goes to `fastgan train` unchanged. Runs go to --runs/NAME-seed-S;
+a finished run there (checkpoint.pt and the train_time.json this script writes) is
+scored again without retraining.
 """
 
 from __future__ import annotations
@@ -36,10 +38,17 @@ def run_seed(name: str, seed: int, train_args: list[str], runs: Path, nice: int)
     run_dir = runs / f"{name}-seed-{seed}"
     prefix = ["nice", "-n", str(nice)] if nice else []
     fastgan = [sys.executable, "-m", "fastgan"]
-    cpu0, wall0 = _children_cpu(), time.perf_counter()
-    subprocess.run(prefix + fastgan + ["train", *train_args, "--seed", str(seed), "--out", str(run_dir),
-                                       "--no-progress"], check=True)
-    cpu, wall = _children_cpu() - cpu0, time.perf_counter() - wall0
+    timing = run_dir / "train_time.json"
+    if (run_dir / "checkpoint.pt").exists() and timing.exists():
+        # A finished run of the same command (e.g. the pilot of seed 0): scored, not retrained.
+        times = json.loads(timing.read_text())
+        cpu, wall = times["cpu_s"], times["wall_s"]
+    else:
+        cpu0, wall0 = _children_cpu(), time.perf_counter()
+        subprocess.run(prefix + fastgan + ["train", *train_args, "--seed", str(seed), "--out", str(run_dir),
+                                           "--no-progress"], check=True)
+        cpu, wall = _children_cpu() - cpu0, time.perf_counter() - wall0
+        timing.write_text(json.dumps({"cpu_s": cpu, "wall_s": wall}))
     scores = run_dir / "eval.json"
     subprocess.run(prefix + fastgan + ["eval", "--ckpt", str(run_dir), "--json", str(scores)], check=True,
                    stdout=subprocess.DEVNULL)
