@@ -36,7 +36,7 @@ def add_train(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train", help="train a (conditional) GAN and write a run directory",
-        description="Train a GAN. With no arguments: a conditional DCGAN on scikit-learn's 8x8 digits, about two "
+        description="Train a GAN. With no arguments: a conditional DCGAN on scikit-learn's 8x8 digits, about four "
         "minutes on a CPU. Unset options take the defaults of the data source.",
     )
     p.set_defaults(handler=run_train)
