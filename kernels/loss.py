@@ -19,6 +19,7 @@ import triton.language as tl
 from fastgan._dtypes import SUPPORTED, SUPPORTED_NAMES
 from fastgan.reference.loss import KINDS, REDUCTIONS
 
+from ._arrival import arrived_last, release_counter, tile_counters
 from ._common import (
     LaunchConfigs, accumulator_dtype, accumulator_type, is_dense, new_output, new_output_like, split_float32,
 )
@@ -198,12 +199,12 @@ def _adversarial_loss_kernel(
             if SIDE_B != "none":
                 tl.store(partials_ptr + programs + pid, part_b)
             # Release this program's partials, acquire everyone's (module docstring).
-            ticket = tl.atomic_add(counter_ptr, 1, sem="acq_rel")
-            if ticket == programs - 1:
+            if arrived_last(counter_ptr, programs):
                 _store_loss(a_out_ptr, _sum_partials(partials_ptr, programs, REDUCE_BLOCK), n_a, REDUCTION)
                 if SIDE_B != "none":
                     total_b = _sum_partials(partials_ptr + programs, programs, REDUCE_BLOCK)
                     _store_loss(b_out_ptr, total_b, n_b, REDUCTION)
+                release_counter(counter_ptr)
 
 
 def _check_logits(name: str, t: torch.Tensor) -> None:
@@ -257,7 +258,7 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         partials = counter = side_a.out
     else:
         partials = torch.empty(2 * programs, dtype=acc, device=device)
-        counter = torch.zeros(1, dtype=torch.int32, device=device)
+        counter = tile_counters(1, device)
     b = side_b if side_b is not None else side_a
     label_hi, label_lo = split_float32(real_label)
     _adversarial_loss_kernel[(programs,)](

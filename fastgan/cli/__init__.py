@@ -1,6 +1,6 @@
 """The `fastgan` command.
 
-    fastgan train                     a conditional GAN on the 8x8 digits (about two minutes on a CPU)
+    fastgan train                     a conditional GAN on the 8x8 digits (about four minutes on a CPU)
     fastgan train --data DIR ...      your images (optionally with a CSV of attributes)
     fastgan sample --ckpt RUN --cond 3 --n 16 --out threes.png
     fastgan bench                     a DCGAN training step: eager, torch.compile and fastgan side by side

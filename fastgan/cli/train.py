@@ -18,6 +18,17 @@ def _columns(text):
     return names
 
 
+def _augment_policy(text):
+    from ..train.augment import parse_policy
+
+    if text.strip() == "none":
+        return ""
+    try:
+        return ",".join(parse_policy(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_train(subparsers) -> None:
     from ..models import COND_KINDS
     from ..reference.loss import KINDS
@@ -25,7 +36,7 @@ def add_train(subparsers) -> None:
 
     p = subparsers.add_parser(
         "train", help="train a (conditional) GAN and write a run directory",
-        description="Train a GAN. With no arguments: a conditional DCGAN on scikit-learn's 8x8 digits, about two "
+        description="Train a GAN. With no arguments: a conditional DCGAN on scikit-learn's 8x8 digits, about four "
         "minutes on a CPU. Unset options take the defaults of the data source.",
     )
     p.set_defaults(handler=run_train)
@@ -46,6 +57,11 @@ def add_train(subparsers) -> None:
     g.add_argument("--g-norm", choices=("batch", "none"), help="generator normalisation")
     g.add_argument("--d-norm", choices=("batch", "none"), help="discriminator normalisation")
     g.add_argument("--extra-layers", type=nonneg_int, help="extra 3x3 conv layers in G and D")
+    g.add_argument("--d-mbstd", type=nonneg_int,
+                   help="minibatch standard deviation feature in D over groups of N samples (0: off; images)")
+    g.add_argument("--d-pack", type=positive_int,
+                   help="PacGAN: D judges packs of N samples stacked along channels (1: off; images; the batch "
+                   "size must be a multiple of N)")
     g = p.add_argument_group("training")
     g.add_argument("--loss", choices=KINDS, help="adversarial loss (default: hinge for images)")
     g.add_argument("--steps", type=positive_int, help="total training steps (one step: n_critic D updates + one G update)")
@@ -59,6 +75,9 @@ def add_train(subparsers) -> None:
     g.add_argument("--r1", type=nonneg_float, help="R1 penalty weight gamma (0: off)")
     g.add_argument("--r1-interval", type=positive_int, help="apply R1 every N D updates (lazy regularisation)")
     g.add_argument("--ema", type=unit_float, help="EMA decay of the generator's weights (0: off)")
+    g.add_argument("--augment", type=_augment_policy,
+                   help="DiffAugment policies applied to every image D sees: translation, cutout, color, "
+                   "comma-separated ('none': off; images)")
     g.add_argument("--amp", choices=("auto", "on", "off"), help="bf16 autocast (auto: on CUDA)")
     g.add_argument("--accumulate", type=positive_int, help="micro-batches per step (gradient accumulation)")
     g.add_argument("--seed", type=nonneg_int, help="random seed")

@@ -117,16 +117,24 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """D(x, c) -> logits [N] for images [N, channels, size, size].
+    """D(x, c) -> logits [N / pack] for images [N, channels, size, size].
 
     Conditional by projection (Miyato & Koyama 2018): logit = head(h) + <embed(c), sum_hw h>
     with h the last 4x4 feature map. The first layer has no norm (as in DCGAN).
+    mbstd_group > 0 appends the minibatch standard deviation (Karras et al. 2018) to h
+    before the head: the mean over features of the std across groups of that many
+    samples, one extra channel, so D can tell a batch of too-similar samples from a
+    real one.
+    pack > 1 is PacGAN (Lin et al. 2018): D judges packs of that many consecutive
+    samples, stacked along channels, and returns one logit per pack; the projection
+    term sums the embeddings of the pack's conditions. A generator that repeats itself
+    makes packs that real data does not, which is how packing penalises dropped modes.
     """
 
     def __init__(
         self, size: int = 64, channels: int = 3, width: int = 64, *,
         max_channels: int | None = None, extra_layers: int = 0, norm: str = "batch",
-        cond_kind: str = "none", cond_size: int = 0,
+        cond_kind: str = "none", cond_size: int = 0, mbstd_group: int = 0, pack: int = 1,
     ):
         super().__init__()
         self.size = image_size(size)
@@ -136,18 +144,21 @@ class DCGANDiscriminator(nn.Module):
         self.extra_layers = positive_int("extra_layers", extra_layers, minimum=0)
         self.norm = choice("norm", norm, NORMS)
         self.cond_kind, self.cond_size = check_condition(cond_kind, cond_size)
+        self.mbstd_group = positive_int("mbstd_group", mbstd_group, minimum=0)
+        self.pack = positive_int("pack", pack)
 
         plan = list(reversed(_channel_plan(self.size, self.width, self.max_channels)))
         fused_act = "lrelu" if self.norm == "none" else "linear"
         bias = self.norm == "none"
-        blocks = [Block(Conv2dAct(self.channels, plan[0], 4, 2, 1, bias=bias, act="lrelu"), NormAct(plan[0], "none", "lrelu"))]
+        first = Conv2dAct(self.channels * self.pack, plan[0], 4, 2, 1, bias=bias, act="lrelu")
+        blocks = [Block(first, NormAct(plan[0], "none", "lrelu"))]
         for _ in range(self.extra_layers):
             conv = Conv2dAct(plan[0], plan[0], 3, 1, 1, bias=bias, act=fused_act)
             blocks.append(Block(conv, NormAct(plan[0], self.norm, "lrelu")))
         for prev, ch in zip(plan[:-1], plan[1:]):
             blocks.append(Block(Conv2dAct(prev, ch, 4, 2, 1, bias=bias, act=fused_act), NormAct(ch, self.norm, "lrelu")))
         self.blocks = nn.ModuleList(blocks)
-        self.head = Conv2dAct(plan[-1], 1, 4, 1, 0, bias=False)
+        self.head = Conv2dAct(plan[-1] + (1 if self.mbstd_group else 0), 1, 4, 1, 0, bias=False)
         self.projection = None
         if self.cond_kind != "none":
             self.projection = Condition(self.cond_kind, self.cond_size, plan[-1])
@@ -156,28 +167,44 @@ class DCGANDiscriminator(nn.Module):
             nn.init.xavier_uniform_(self.projection.embed.weight)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last 4x4 feature map."""
+        """The last 4x4 feature map, one per pack."""
         if x.dim() != 4 or x.shape[1:] != (self.channels, self.size, self.size):
             raise ValueError(
                 f"x must be [N, {self.channels}, {self.size}, {self.size}] images, got shape {tuple(x.shape)}"
             )
-        h = x
+        if x.shape[0] % self.pack:
+            raise ValueError(f"the batch of {x.shape[0]} images does not split into packs of pack={self.pack}")
+        h = x.reshape(x.shape[0] // self.pack, self.pack * self.channels, self.size, self.size) if self.pack > 1 else x
         for block in self.blocks:
             h = block(h)
         return h
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)
-        logits = self.head(h).flatten()
+        logits = self.head(minibatch_std(h, self.mbstd_group) if self.mbstd_group else h).flatten()
         if self.projection is None:
             no_condition_given(c, "this discriminator")
             return logits
         embedding = self.projection(self.projection.check(c, x.shape[0]))
+        if self.pack > 1:
+            embedding = embedding.reshape(-1, self.pack, embedding.shape[1]).sum(dim=1)
         return logits + (embedding.to(h.dtype) * h.sum(dim=(2, 3))).sum(dim=1).to(logits.dtype)
 
     def config(self) -> dict:
         return dict(
             model="DCGANDiscriminator", size=self.size, channels=self.channels, width=self.width,
             max_channels=self.max_channels, extra_layers=self.extra_layers, norm=self.norm,
-            cond_kind=self.cond_kind, cond_size=self.cond_size,
+            cond_kind=self.cond_kind, cond_size=self.cond_size, mbstd_group=self.mbstd_group, pack=self.pack,
         )
+
+
+def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """h [N, C, H, W] with one more channel: for each sample, the mean over C, H, W of the
+    standard deviation across its group (consecutive samples; the group size is the
+    largest divisor of N up to `group`, so any batch size works)."""
+    n, c, height, width = h.shape
+    g = max(d for d in range(1, min(group, n) + 1) if n % d == 0)
+    grouped = h.float().reshape(g, n // g, c, height, width)  # sample i is in group i % (n // g)
+    std = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [n // g]
+    feature = std.repeat(g)[:, None, None, None].expand(n, 1, height, width).to(h.dtype)
+    return torch.cat([h, feature], dim=1)

@@ -26,6 +26,8 @@ from ..nn import GANLoss
 from ..reference.loss import KINDS
 from . import checkpoint as ckpt
 from . import distributed, run_log
+from .augment import augment as apply_augment
+from .augment import parse_policy
 from .cuda_graph import CapturedStep, cuda_graph_unsupported
 from .ema import EMA
 from .order import BatchOrder
@@ -67,6 +69,9 @@ class Trainer:
     r1: the R1 penalty weight gamma (0 disables), applied lazily every r1_interval
         discriminator updates with weight gamma/2 * r1_interval.
     ema: the decay of the generator's moving average (0 or None disables).
+    augment: DiffAugment policies for what D sees, real and generated alike, in both
+        updates ('translation,cutout', '' for none; fastgan.train.augment). Images only;
+        draws from the noise generator.
     amp: bf16 autocast ('auto': on CUDA only). Adam is fused on CUDA.
     cuda_graph: capture each step (both updates, the loss, the EMA) in a CUDA graph and
         replay it (fastgan.train.cuda_graph; CUDA only, not under torchrun). A step with
@@ -84,7 +89,7 @@ class Trainer:
         betas=(0.5, 0.999), n_critic: int = 1, r1: float = 0.0, r1_interval: int = 16,
         ema: float | None = 0.999, amp="auto", accumulate: int = 1, checkpoint_every: int = 500,
         sample_every: int = 250, log_every: int = 10, seed: int = 0, device=None, progress: bool = True,
-        config: dict | None = None, cuda_graph: bool = False,
+        config: dict | None = None, cuda_graph: bool = False, augment: str = "",
     ):
         if loss not in KINDS:
             raise ValueError(f"loss must be one of {KINDS}, got {loss!r}")
@@ -95,7 +100,7 @@ class Trainer:
             ema=_nonneg("ema", ema or 0.0), amp=amp, accumulate=_int("accumulate", accumulate, 1),
             checkpoint_every=_int("checkpoint_every", checkpoint_every, 1),
             sample_every=_int("sample_every", sample_every, 1), log_every=_int("log_every", log_every, 1),
-            seed=_int("seed", seed, 0),
+            seed=_int("seed", seed, 0), augment=",".join(parse_policy(augment)),
         )
         _check("betas", betas, len(self.settings["betas"]) == 2 and all(0 <= b < 1 for b in self.settings["betas"]), "two numbers in [0, 1)")
         _check("amp", amp, amp in ("auto", True, False), "'auto', True or False")
@@ -104,6 +109,12 @@ class Trainer:
         if not len(data):
             raise ValueError("data is empty")
         _check("cuda_graph", cuda_graph, isinstance(cuda_graph, bool), "True or False")
+        self.augment = parse_policy(augment)
+        if self.augment and not getattr(data, "is_image", True):
+            raise ValueError(f"augment={augment!r}: DiffAugment transforms images; this data is not images")
+        if self.augment and cuda_graph:
+            raise ValueError("augment and cuda_graph=True: the augmentation's random draws are not captured; "
+                             "train with cuda_graph=False")
 
         self.world, self.device = distributed.setup(device)
         self.local_batch, self.micro_batch = distributed.split_batch(batch_size, self.world, accumulate)
@@ -170,6 +181,9 @@ class Trainer:
             return idx
         return idx.pin_memory().to(self.device, non_blocking=True)
 
+    def _augmented(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_augment(x, self.augment, self.noise) if self.augment else x
+
     def _micro_batches(self, model):
         return distributed.micro_batches(self.settings["accumulate"], model, self.world)
 
@@ -206,8 +220,8 @@ class Trainer:
                         fake = self.G(z[part], c)
                     if lazy_r1:
                         real = real.detach().requires_grad_(True)
-                    real_logits = self.D_train(real, c)
-                    fake_logits = self.D_train(fake, c)
+                    real_logits = self.D_train(self._augmented(real), c)
+                    fake_logits = self.D_train(self._augmented(fake), c)
                     loss = self.loss.discriminator(real_logits, fake_logits).float()
                 total = loss
                 if lazy_r1:
@@ -233,7 +247,7 @@ class Trainer:
                 c = None if c_batch is None else c_batch[part]
                 with sync:
                     with self._autocast():
-                        loss = self.loss.generator(self.D(self.G_train(z[part], c), c)).float()
+                        loss = self.loss.generator(self.D(self._augmented(self.G_train(z[part], c)), c)).float()
                     (loss / n).backward()
                 g_total += loss.detach() / n
         finally:
