@@ -64,7 +64,7 @@ def oracle(x, weight, bias, running_mean, running_var, training, act, alpha, ups
     # x * scale + shift form leaves 1e-16 where x equals the mean, and relu then passes
     # the gradient of a value that is exactly 0 in the kernel (a hypothesis-found flake).
     if training:
-        shift, rm = x64[:1, :, :1, :1].detach(), None
+        shift, rm, rv = x64[:1, :, :1, :1].detach(), None, None
     else:
         shift, rm = rm.view(1, -1, 1, 1), torch.zeros_like(rm)
     z = F.batch_norm(x64 - shift, rm, rv, w64, b64, training, 0.0, EPS)
