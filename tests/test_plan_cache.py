@@ -108,8 +108,11 @@ def test_generic_precision_setting_reaches_cached_plans(restore_precision):
     saved = torch.backends.fp32_precision
     x, w = randn(2, 8, 8, 8, channels_last=True), randn(16, 8, 4, 4, channels_last=True)
     call = lambda: KC.conv_fwd(x, w, None, [2, 2], [1, 1], [0, 0], False, "relu", 0.2, 1.0, None)  # noqa: E731
+    # torch.testing's common_utils (imported by test_opinfo) freezes torch.backends' own
+    # flags for the rest of the session: this test sets them on purpose.
+    unfrozen = getattr(torch.backends, "__allow_nonbracketed_mutation")
     try:
-        with _common.emulating("cuda_90", 132):
+        with unfrozen(), _common.emulating("cuda_90", 132):
             torch.backends.fp32_precision = "ieee"
             torch.backends.cudnn.conv.fp32_precision = "none"
             torch.backends.cudnn.fp32_precision = "none"
@@ -119,7 +122,8 @@ def test_generic_precision_setting_reaches_cached_plans(restore_precision):
             torch.backends.cudnn.fp32_precision = "none"
             tf32 = launches_of(call)
     finally:
-        torch.backends.fp32_precision = saved
+        with unfrozen():
+            torch.backends.fp32_precision = saved
     assert dict(ieee[0][2])["DOT_PRECISION"] == "ieee"
     assert dict(tf32[0][2])["DOT_PRECISION"] == "tf32"
 
