@@ -42,11 +42,14 @@ def test_batch_norm_act_matches_torch(dtype, n, c, hw, act, training, affine, ch
     x64 = x.detach().double()
     mean_used = x64.mean(dim=(0, 2, 3)) if training else rm_ref.clone()
     var_used = x64.var(dim=(0, 2, 3), unbiased=False) if training else rv_ref.clone()
+    # The running mean is 0.7 rm + 0.3 mean: measured against the size of its terms,
+    # since the two can cancel (a hypothesis-found case: 1 channel, 1.2e-5 relative).
+    rm_terms = 0.7 * rm_ref.abs() + 0.3 * mean_used.abs()
     y = FG.batch_norm_act(x, rm, rv, w, b, training=training, momentum=0.3, act=act)
     ref_in = [leaf(t.detach().double()) if t is not None else None for t in (x, w, b)]
     ref = torch_act(F.batch_norm(ref_in[0], rm_ref, rv_ref, ref_in[1], ref_in[2], training, 0.3, 1e-5), act, None, None, None)
     assert_close(y, ref, dtype, "forward")
-    assert_close(rm, rm_ref, dtype, "running_mean")
+    assert_close(rm, rm_ref, dtype, "running_mean", magnitude=rm_terms)
     assert_close(rv, rv_ref, dtype, "running_var")
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     up = rand(*y.shape, dtype=dtype)
