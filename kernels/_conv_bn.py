@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from . import activation as KA
+from .batch_norm import merge_partials
 
 
 @triton.jit
@@ -46,7 +47,7 @@ def folded_operand(g_ptr, s_ptr, x_ptr, coef_ptr, g_off, s_off, mask, chans, cha
     centered = tl.load(x_ptr + s_off, mask=mask, other=0.0).to(ACC) - _channel_vector(
         coef_ptr + 3 * C, chans, chans_ok, ACC, AXIS)
     gz = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC)
-    if ACT != "linear":
+    if not KA.saves_nothing(ACT):
         s = tl.load(s_ptr + s_off, mask=mask, other=0.0).to(ACC)
         gz = gz * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
     gz = (gz - _channel_vector(coef_ptr, chans, chans_ok, ACC, AXIS)) \
@@ -71,30 +72,11 @@ def tile_stats(v, mask, part_ptr, slot, slots, cols, col_ok, C):
 @triton.jit
 def finalize_stats(part_ptr, stat_ptr, pivot_ptr, s_pivot, slots, cols, col_ok, C, M,
                    ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Merges the partials of columns `cols` over all slots in slot order (two fixed
-    passes, as batch_norm._finalize_stats) and writes the [3, C] statistics (mean,
-    biased var, mean - pivot), pivot being output element (0, c, 0, 0)."""
-    lanes = tl.arange(0, BLOCK_P)
-    acc = tl.zeros([BLOCK_P, BLOCK_N], ACC)
-    for start in range(0, slots, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + cols[None, :]
-        m = (p < slots)[:, None] & col_ok[None, :]
-        n_i = tl.load(part_ptr + offs, mask=m, other=0.0, cache_modifier=".cg")
-        mean_i = tl.load(part_ptr + slots * C + offs, mask=m, other=0.0, cache_modifier=".cg")
-        acc += n_i * mean_i
-    mean = tl.sum(acc, axis=0) / M
-    acc = tl.zeros([BLOCK_P, BLOCK_N], ACC)
-    for start in range(0, slots, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + cols[None, :]
-        m = (p < slots)[:, None] & col_ok[None, :]
-        n_i = tl.load(part_ptr + offs, mask=m, other=0.0, cache_modifier=".cg")
-        mean_i = tl.load(part_ptr + slots * C + offs, mask=m, other=0.0, cache_modifier=".cg")
-        m2_i = tl.load(part_ptr + 2 * slots * C + offs, mask=m, other=0.0, cache_modifier=".cg")
-        dev = mean_i - mean[None, :]
-        acc += m2_i + n_i * dev * dev
-    var = tl.sum(acc, axis=0) / M
+    """Merges the partials of columns `cols` over all slots in slot order
+    (batch_norm.merge_partials) and writes the [3, C] statistics (mean, biased var,
+    mean - pivot), pivot being output element (0, c, 0, 0)."""
+    mean, var = merge_partials(part_ptr, part_ptr + slots * C, part_ptr + 2 * slots * C, slots, cols, col_ok, C, M,
+                               ACC, BLOCK_P, BLOCK_N)
     pivot = tl.load(pivot_ptr + cols * s_pivot, mask=col_ok, other=0.0, cache_modifier=".cg").to(ACC)
     tl.store(stat_ptr + cols, mean, mask=col_ok)
     tl.store(stat_ptr + C + cols, var, mask=col_ok)
@@ -107,7 +89,7 @@ def tile_sums(g, mask, s_ptr, x_ptr, mean_ptr, off, part_ptr, slot, slots, cols,
     """(sum gz, sum gz (x - mean)) per column over the valid rows of the tile, gz =
     g * act'(s), to slot `slot` of the [2, slots, C] partials."""
     gz = g
-    if ACT != "linear":
+    if not KA.saves_nothing(ACT):
         s = tl.load(s_ptr + off, mask=mask, other=0.0).to(ACC)
         gz = gz * KA.act_derivative(s, ACT, alpha, 1.0, 0.0, False)
     x = tl.load(x_ptr + off, mask=mask, other=0.0).to(ACC)

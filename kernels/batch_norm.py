@@ -180,37 +180,46 @@ def _store_affine_grads(gw_ptr, gb_ptr, sum_gz, sum_gzx, rstd, chans, C):
 
 
 @triton.jit
+def merge_partials(part_count_ptr, part_mean_ptr, part_m2_ptr, parts, cols, col_ok, C, M,
+                   ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """(mean, M2 / M) of columns `cols` from `parts` rows of [parts, C] (count, mean, M2)
+    partials: mean = sum(n_i mean_i) / M, then M2 = sum(M2_i + n_i (mean_i - mean)^2),
+    each in a fixed order (BLOCK_P lanes of partials, then a fixed tree). Partials written
+    by other programs of this launch are read through L2 (kernels/_arrival.py)."""
+    lanes = tl.arange(0, BLOCK_P)
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, parts, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + cols[None, :]
+        mask = (p < parts)[:, None] & col_ok[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        acc += n_i * mean_i
+    mean = tl.sum(acc, axis=0) / M
+    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
+    for start in range(0, parts, BLOCK_P):
+        p = start + lanes
+        offs = p[:, None] * C + cols[None, :]
+        mask = (p < parts)[:, None] & col_ok[None, :]
+        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        m2_i = tl.load(part_m2_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
+        dev = mean_i - mean[None, :]
+        acc += m2_i + n_i * dev * dev
+    return mean, tl.sum(acc, axis=0) / M
+
+
+@triton.jit
 def _finalize_stats(
     x_ptr, part_count_ptr, part_mean_ptr, part_m2_ptr, mean_ptr, var_ptr, shift_ptr, chans, C, HW, M, row_programs,
     LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Merges the partials of channels `chans` (BLOCK_C of them): mean_d = sum(n_i
-    mean_i) / M, then M2 = sum(M2_i + n_i (mean_i - mean_d)^2), each in a fixed order
-    (BLOCK_P lanes of partials, then a fixed tree). Writes the batch mean (pivot +
-    mean_d), the biased variance and mean_d (for the normalize pass). Partials written
-    by other programs of this launch are read through L2 (kernels/_arrival.py)."""
+    """Merges the partials of channels `chans` (BLOCK_C of them, merge_partials) and
+    writes the batch mean (pivot + mean_d), the biased variance and mean_d (for the
+    normalize pass)."""
     cmask = chans < C
-    lanes = tl.arange(0, BLOCK_P)
-    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
-    for start in range(0, row_programs, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + chans[None, :]
-        mask = (p < row_programs)[:, None] & cmask[None, :]
-        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        acc += n_i * mean_i
-    mean_d = tl.sum(acc, axis=0) / M
-    acc = tl.zeros([BLOCK_P, BLOCK_C], ACC)
-    for start in range(0, row_programs, BLOCK_P):
-        p = start + lanes
-        offs = p[:, None] * C + chans[None, :]
-        mask = (p < row_programs)[:, None] & cmask[None, :]
-        n_i = tl.load(part_count_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        mean_i = tl.load(part_mean_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        m2_i = tl.load(part_m2_ptr + offs, mask=mask, other=0.0, cache_modifier=".cg")
-        dev = mean_i - mean_d[None, :]
-        acc += m2_i + n_i * dev * dev
-    var = tl.sum(acc, axis=0) / M
+    mean_d, var = merge_partials(part_count_ptr, part_mean_ptr, part_m2_ptr, row_programs, chans, cmask, C, M,
+                                 ACC, BLOCK_P, BLOCK_C)
     pivot = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
     tl.store(mean_ptr + chans, pivot + mean_d, mask=cmask)
     tl.store(var_ptr + chans, var, mask=cmask)
