@@ -285,3 +285,18 @@ def test_runs_split_across_module_boundaries_are_not_joined():
     assert type(fused[4].conv) is nn.Conv2d and type(fused[4].act) is nn.ReLU
     assert fused_count(fused) == 2
     assert_equal_models(plain, fused, IMAGE)
+
+
+def test_readme_names_exactly_the_activations_the_registry_replaces():
+    # The README's list of *act* modules is prose: adding a registry row that replaces a
+    # torch.nn module (or dropping one) must show up here until the README says so.
+    import pathlib
+    import re
+
+    from fastgan.reference import activations as A
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    sentence = readme[readme.index("*act* is"):].split(";")[0]
+    named = set(re.findall(r"`(\w+)`", sentence))
+    replaced = {row.module.__name__ for row in A.rows() if row.module is not None}
+    assert named == replaced, f"README names {sorted(named)}, the registry replaces {sorted(replaced)}"
