@@ -117,3 +117,37 @@ def test_bad_config_and_input():
         CFGAN(TINY).fit(np.zeros((3, 3)))
     with pytest.raises(RuntimeError, match="before fit"):
         CFGAN(TINY).score(sp.csr_matrix((2, 2)))
+
+
+def _generator_weights(model):
+    return torch.cat([p.detach().flatten() for p in model.generator.parameters()])
+
+
+def test_lr_decay_shrinks_the_steps_of_later_epochs():
+    data = clustered_interactions(n_users=40, n_items=40, per_user=6)
+    one = CFGAN(dataclasses.replace(TINY, epochs=1, lr_decay=1e-6), seed=3).fit(data)
+    # After the first epoch the rates are 1e-9: three epochs end where one did.
+    three = CFGAN(dataclasses.replace(TINY, epochs=3, lr_decay=1e-6), seed=3).fit(data)
+    assert (_generator_weights(three) - _generator_weights(one)).abs().max() < 1e-5
+    undecayed = CFGAN(dataclasses.replace(TINY, epochs=3), seed=3).fit(data)
+    assert (_generator_weights(undecayed) - _generator_weights(one)).abs().max() > 1e-3
+
+
+def test_beta1_reaches_adam():
+    data = clustered_interactions(n_users=40, n_items=40, per_user=6)
+    a = CFGAN(dataclasses.replace(TINY, epochs=2, beta1=0.9), seed=3).fit(data)
+    b = CFGAN(dataclasses.replace(TINY, epochs=2, beta1=0.0), seed=3).fit(data)
+    assert (_generator_weights(a) - _generator_weights(b)).abs().max() > 1e-4
+
+
+def test_ease_base_starts_the_generator_at_ease_and_trains_a_correction():
+    data = clustered_interactions(n_users=60, n_items=40, per_user=6)
+    frozen = CFGAN(dataclasses.replace(TINY, epochs=1, lr_g=0.0, ema=0.0, ease_base_l2=50.0)).fit(data)
+    np.testing.assert_allclose(frozen.score(data), EASE(50.0).fit(data).score(data), atol=1e-4)
+    trained = CFGAN(dataclasses.replace(TINY, epochs=2, ema=0.0, ease_base_l2=50.0)).fit(data)
+    correction = trained.score(data) - EASE(50.0).fit(data).score(data)
+    assert np.abs(correction).max() > 1e-3
+    with pytest.raises(ValueError, match="ease_base_l2 must be a finite number"):
+        CFGANConfig(ease_base_l2=-1.0)
+    with pytest.raises(ValueError, match="lr_decay must be in"):
+        CFGANConfig(lr_decay=0.0)
