@@ -85,13 +85,20 @@ def test_protocol_and_command_on_a_tiny_csv(tmp_path, capsys):
     path = tmp_path / "ratings.csv"
     path.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u, i in zip(users, items)))
     out = tmp_path / "result.json"
-    assert main(["--data", str(path), "--seeds", "0", "1", "--epochs", "4", "--json", str(out)]) == 0
+    assert main(["--data", str(path), "--seeds", "0", "1", "--epochs", "4", "--cfgan", "beta1=0.8", "hidden_g=24",
+                 "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("CFGAN", "EASE", "TopPop", "NDCG@20", "MRR@5", "±"):
         assert name in printed
     record = json.loads(out.read_text())
     assert record["seeds"] == [0, 1] and set(record["summary"]) == {"CFGAN", "EASE", "TopPop"}
     assert 0 < record["summary"]["EASE"]["NDCG@20"]["mean"] <= 1
+    assert record["cfgan_config"]["beta1"] == 0.8 and record["cfgan_config"]["hidden_g"] == 24
+    assert record["cfgan_config"]["epochs"] == 4 and "--cfgan beta1=0.8 hidden_g=24" in record["command"]
+    assert main(["--data", str(path), "--cfgan", "beta_one=0.8"]) == 2
+    assert "argument --cfgan: expected name=value with name among" in capsys.readouterr().err
+    assert main(["--data", str(path), "--cfgan", "beta1=1.5"]) == 2
+    assert "beta1 must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_evaluate_seed_chooses_on_validation_only():

@@ -22,6 +22,7 @@ GPU and its pure-PyTorch reference on a CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -105,6 +106,19 @@ class CFGANConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """'name=value' -> (name, value converted to the type of that CFGANConfig field)."""
+    name, sep, value = text.partition("=")
+    fields = sorted(f.name for f in dataclasses.fields(CFGANConfig))
+    if not sep or name not in fields:
+        raise ValueError(f"expected name=value with name among {fields}, got {text!r}")
+    kind = type(getattr(CFGANConfig(), name))
+    try:
+        return name, value if kind is str else kind(value)
+    except ValueError:
+        raise ValueError(f"{name} wants a {kind.__name__}, got {value!r}") from None
 
 
 def _mlp(sizes: list[int], act: str, out_act: str) -> nn.Sequential:

@@ -11,27 +11,23 @@ split is scored: the best NDCG@20 and the epoch early stopping reached it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
 import torch
 
-from .cfgan import CFGAN, CFGANConfig
+from .cfgan import CFGAN, CFGANConfig, parse_setting
 from .data import MOVIELENS_100K, load_interactions
 from .split import split_per_user
 
 TUNING_VALID_OFFSET = 100
 
 
-def parse_setting(text: str) -> tuple[str, object]:
-    """'name=value' -> (name, value typed like the CFGANConfig field)."""
-    name, sep, value = text.partition("=")
-    fields = {f.name: f for f in dataclasses.fields(CFGANConfig)}
-    if not sep or name not in fields:
-        raise argparse.ArgumentTypeError(f"--set wants name=value with name among {sorted(fields)}, got {text!r}")
-    kind = type(getattr(CFGANConfig(), name))
-    return name, value if kind is str else kind(value)
+def _setting(text: str) -> tuple[str, object]:
+    try:
+        return parse_setting(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def tune(config: CFGANConfig, splits, data=MOVIELENS_100K, verbose=False) -> list[dict]:
@@ -50,7 +46,7 @@ def tune(config: CFGANConfig, splits, data=MOVIELENS_100K, verbose=False) -> lis
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fastgan.recsys.tune", description=__doc__.splitlines()[0])
     p.add_argument("--splits", type=int, nargs="+", default=[0])
-    p.add_argument("--set", type=parse_setting, nargs="*", default=[], metavar="NAME=VALUE")
+    p.add_argument("--set", type=_setting, nargs="*", default=[], metavar="NAME=VALUE")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log", default=None, help="append one JSON line per run here")
     p.add_argument("--verbose", action="store_true")
