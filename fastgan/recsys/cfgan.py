@@ -61,7 +61,9 @@ class CFGANConfig:
     lr_g: float = 1e-3
     lr_d: float = 1e-3
     lr_decay: float = 1.0  # both learning rates are multiplied by this after every epoch
-    beta1: float = 0.9  # Adam's first-moment decay, both networks
+    # Adam's first-moment decay, both networks. 0.5 (as DCGAN) raised validation NDCG@20 on
+    # both tuning splits (.286 -> .293, .288 -> .295); 0.9, 0.7, 0.3 and 0 were lower.
+    beta1: float = 0.5
     # > 0: G is a residual on EASE (Steck 2019): G(c) = c B + MLP(c), with B EASE's
     # item-item weights at this l2, fit in closed form on the training data of fit(),
     # and MLP's output layer starting at zero, so G starts as EASE and the adversarial
