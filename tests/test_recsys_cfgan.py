@@ -158,3 +158,20 @@ def test_ease_base_starts_the_generator_at_ease_and_trains_a_correction():
         CFGANConfig(ease_base_l2=-1.0)
     with pytest.raises(ValueError, match="lr_decay must be in"):
         CFGANConfig(lr_decay=0.0)
+
+
+def test_tuning_runner_scores_the_validation_carved_from_the_tuning_split(tmp_path):
+    from fastgan.recsys.tune import TUNING_VALID_OFFSET, main as tune_main, tune
+
+    data = clustered_interactions(n_users=60, n_items=30, per_user=8, seed=4)
+    users, items = data.nonzero()
+    path = tmp_path / "likes.csv"
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users, items)))
+    config = dataclasses.replace(TINY, epochs=10)
+    (row,) = tune(config, [1], data=str(path))
+    train, _ = split_per_user(data, 0.2, seed=1)
+    fit, valid = split_per_user(train, 0.2, seed=1 + TUNING_VALID_OFFSET)
+    direct = CFGAN(config, seed=1).fit(fit, valid)
+    assert row["valid"] == pytest.approx(direct.log.best_score) and row["epoch"] == direct.log.best_epoch
+    with pytest.raises(SystemExit):
+        tune_main(["--set", "beta_one=0.5"])
