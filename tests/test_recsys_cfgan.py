@@ -85,13 +85,20 @@ def test_protocol_and_command_on_a_tiny_csv(tmp_path, capsys):
     path = tmp_path / "ratings.csv"
     path.write_text("user,item\n" + "".join(f"u{u},i{i}\n" for u, i in zip(users, items)))
     out = tmp_path / "result.json"
-    assert main(["--data", str(path), "--seeds", "0", "1", "--epochs", "4", "--json", str(out)]) == 0
+    assert main(["--data", str(path), "--seeds", "0", "1", "--epochs", "4", "--cfgan", "beta1=0.8", "hidden_g=24",
+                 "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("CFGAN", "EASE", "TopPop", "NDCG@20", "MRR@5", "±"):
         assert name in printed
     record = json.loads(out.read_text())
     assert record["seeds"] == [0, 1] and set(record["summary"]) == {"CFGAN", "EASE", "TopPop"}
     assert 0 < record["summary"]["EASE"]["NDCG@20"]["mean"] <= 1
+    assert record["cfgan_config"]["beta1"] == 0.8 and record["cfgan_config"]["hidden_g"] == 24
+    assert record["cfgan_config"]["epochs"] == 4 and "--cfgan beta1=0.8 hidden_g=24" in record["command"]
+    assert main(["--data", str(path), "--cfgan", "beta_one=0.8"]) == 2
+    assert "argument --cfgan: expected name=value with name among" in capsys.readouterr().err
+    assert main(["--data", str(path), "--cfgan", "beta1=1.5"]) == 2
+    assert "beta1 must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_evaluate_seed_chooses_on_validation_only():
@@ -117,3 +124,54 @@ def test_bad_config_and_input():
         CFGAN(TINY).fit(np.zeros((3, 3)))
     with pytest.raises(RuntimeError, match="before fit"):
         CFGAN(TINY).score(sp.csr_matrix((2, 2)))
+
+
+def _generator_weights(model):
+    return torch.cat([p.detach().flatten() for p in model.generator.parameters()])
+
+
+def test_lr_decay_shrinks_the_steps_of_later_epochs():
+    data = clustered_interactions(n_users=40, n_items=40, per_user=6)
+    one = CFGAN(dataclasses.replace(TINY, epochs=1, lr_decay=1e-6), seed=3).fit(data)
+    # After the first epoch the rates are 1e-9: three epochs end where one did.
+    three = CFGAN(dataclasses.replace(TINY, epochs=3, lr_decay=1e-6), seed=3).fit(data)
+    assert (_generator_weights(three) - _generator_weights(one)).abs().max() < 1e-5
+    undecayed = CFGAN(dataclasses.replace(TINY, epochs=3), seed=3).fit(data)
+    assert (_generator_weights(undecayed) - _generator_weights(one)).abs().max() > 1e-3
+
+
+def test_beta1_reaches_adam():
+    data = clustered_interactions(n_users=40, n_items=40, per_user=6)
+    a = CFGAN(dataclasses.replace(TINY, epochs=2, beta1=0.9), seed=3).fit(data)
+    b = CFGAN(dataclasses.replace(TINY, epochs=2, beta1=0.0), seed=3).fit(data)
+    assert (_generator_weights(a) - _generator_weights(b)).abs().max() > 1e-4
+
+
+def test_ease_base_starts_the_generator_at_ease_and_trains_a_correction():
+    data = clustered_interactions(n_users=60, n_items=40, per_user=6)
+    frozen = CFGAN(dataclasses.replace(TINY, epochs=1, lr_g=0.0, ema=0.0, ease_base_l2=50.0)).fit(data)
+    np.testing.assert_allclose(frozen.score(data), EASE(50.0).fit(data).score(data), atol=1e-4)
+    trained = CFGAN(dataclasses.replace(TINY, epochs=2, ema=0.0, ease_base_l2=50.0)).fit(data)
+    correction = trained.score(data) - EASE(50.0).fit(data).score(data)
+    assert np.abs(correction).max() > 1e-3
+    with pytest.raises(ValueError, match="ease_base_l2 must be a finite number"):
+        CFGANConfig(ease_base_l2=-1.0)
+    with pytest.raises(ValueError, match="lr_decay must be in"):
+        CFGANConfig(lr_decay=0.0)
+
+
+def test_tuning_runner_scores_the_validation_carved_from_the_tuning_split(tmp_path):
+    from fastgan.recsys.tune import TUNING_VALID_OFFSET, main as tune_main, tune
+
+    data = clustered_interactions(n_users=60, n_items=30, per_user=8, seed=4)
+    users, items = data.nonzero()
+    path = tmp_path / "likes.csv"
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users, items)))
+    config = dataclasses.replace(TINY, epochs=10)
+    (row,) = tune(config, [1], data=str(path))
+    train, _ = split_per_user(data, 0.2, seed=1)
+    fit, valid = split_per_user(train, 0.2, seed=1 + TUNING_VALID_OFFSET)
+    direct = CFGAN(config, seed=1).fit(fit, valid)
+    assert row["valid"] == pytest.approx(direct.log.best_score) and row["epoch"] == direct.log.best_epoch
+    with pytest.raises(SystemExit):
+        tune_main(["--set", "beta_one=0.5"])

@@ -19,7 +19,7 @@ import torch
 
 from .._provenance import provenance
 from .arguments import EXIT_USAGE, Parser, UsageError, device_spec, nonneg_float, nonneg_int, positive_int
-from ..recsys.cfgan import CFGANConfig
+from ..recsys.cfgan import CFGANConfig, parse_setting
 from ..recsys.data import MOVIELENS_100K, load_interactions, load_user_features
 from ..recsys.protocol import COLUMNS, EASE_L2_GRID, MODELS, evaluate_seed, format_table, summarize
 
@@ -49,6 +49,8 @@ def add_arguments(p) -> None:
     p.add_argument("--cold-start", type=nonneg_int, default=None, metavar="N",
                    help="also report users with at most N training positives")
     p.add_argument("--epochs", type=positive_int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
+    p.add_argument("--cfgan", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="CFGAN settings that differ from CFGANConfig's defaults, e.g. beta1=0.9 ease_base_l2=500")
     p.add_argument("--device", type=device_spec, default="cpu", help="torch device for CFGAN (default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here as JSON")
@@ -88,7 +90,13 @@ def run(args) -> int:
         raise UsageError(f"fastgan eval recsys: error: argument --device: {args.device!r} but CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = CFGANConfig() if args.epochs is None else CFGANConfig(epochs=args.epochs)
+    try:
+        settings = dict(parse_setting(text) for text in args.cfgan)
+        if args.epochs is not None:
+            settings["epochs"] = args.epochs
+        config = CFGANConfig(**settings)
+    except ValueError as error:
+        raise UsageError(f"fastgan eval recsys: error: argument --cfgan: {error}") from None
     try:
         data = load_interactions(args.data, min_rating=args.min_rating)
     except (ValueError, TypeError, FileNotFoundError) as error:

@@ -22,6 +22,7 @@ GPU and its pure-PyTorch reference on a CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from ..metrics.ranking import ranking_metrics
 from ..nn import GANLoss, LinearAct
 from ..reference.activations import ACTIVATIONS
 from ..reference.loss import KINDS
+from .baselines import EASE
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ class CFGANConfig:
     ema: float = 0.99
     lr_g: float = 1e-3
     lr_d: float = 1e-3
+    lr_decay: float = 1.0  # both learning rates are multiplied by this after every epoch
+    # Adam's first-moment decay, both networks. 0.5 (as DCGAN) raised validation NDCG@20 on
+    # both tuning splits (.286 -> .293, .288 -> .295); 0.9, 0.7, 0.3 and 0 were lower.
+    beta1: float = 0.5
+    # > 0: G is a residual on EASE (Steck 2019): G(c) = c B + MLP(c), with B EASE's
+    # item-item weights at this l2, fit in closed form on the training data of fit(),
+    # and MLP's output layer starting at zero, so G starts as EASE and the adversarial
+    # game (with PM and ZR) trains only the correction. 0: plain CFGAN.
+    ease_base_l2: float = 0.0
     weight_decay_g: float = 1e-3  # L2 on G's parameters (CFGAN's reg_G)
     weight_decay_d: float = 0.0
     batch_size_g: int = 32
@@ -89,10 +100,27 @@ class CFGANConfig:
         if self.loss not in KINDS:
             raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
         _k(self.metric)
-        for name in ("zr_weight", "lr_g", "lr_d", "weight_decay_g", "weight_decay_d"):
+        if not (isinstance(self.lr_decay, (int, float)) and 0 < self.lr_decay <= 1):
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if not (isinstance(self.beta1, (int, float)) and 0 <= self.beta1 < 1):
+            raise ValueError(f"beta1 must be in [0, 1), got {self.beta1!r}")
+        for name in ("zr_weight", "lr_g", "lr_d", "weight_decay_g", "weight_decay_d", "ease_base_l2"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """'name=value' -> (name, value converted to the type of that CFGANConfig field)."""
+    name, sep, value = text.partition("=")
+    fields = sorted(f.name for f in dataclasses.fields(CFGANConfig))
+    if not sep or name not in fields:
+        raise ValueError(f"expected name=value with name among {fields}, got {text!r}")
+    kind = type(getattr(CFGANConfig(), name))
+    try:
+        return name, value if kind is str else kind(value)
+    except ValueError:
+        raise ValueError(f"{name} wants a {kind.__name__}, got {value!r}") from None
 
 
 def _mlp(sizes: list[int], act: str, out_act: str) -> nn.Sequential:
@@ -102,14 +130,29 @@ def _mlp(sizes: list[int], act: str, out_act: str) -> nn.Sequential:
 
 
 class Generator(nn.Module):
-    """condition [B, items + features] -> item scores [B, items]."""
+    """condition [B, items + features] -> item scores [B, items].
 
-    def __init__(self, n_items: int, n_features: int, hidden: int, layers: int, act: str, output_act: str = "linear"):
+    base (optional, [items, items]): fixed item-item weights; G then scores
+    interactions @ base + MLP(condition), the MLP's output layer starting at zero.
+    """
+
+    def __init__(self, n_items: int, n_features: int, hidden: int, layers: int, act: str, output_act: str = "linear",
+                 base: torch.Tensor | None = None):
         super().__init__()
+        self.n_items = n_items
         self.net = _mlp([n_items + n_features, *[hidden] * layers, n_items], act, output_act)
+        if base is not None:
+            if tuple(base.shape) != (n_items, n_items):
+                raise ValueError(f"base must be [{n_items}, {n_items}], got {tuple(base.shape)}")
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+        self.register_buffer("base", base)
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        return self.net(condition)
+        out = self.net(condition)
+        if self.base is not None:
+            out = out + condition[:, :self.n_items] @ self.base
+        return out
 
 
 class Discriminator(nn.Module):
@@ -177,13 +220,20 @@ class CFGAN:
         n_features = 0 if self.user_features is None else self.user_features.shape[1]
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        self.generator = Generator(n_items, n_features, cfg.hidden_g, cfg.layers_g, cfg.act, cfg.output_act).to(self.device)
+        base = None
+        if cfg.ease_base_l2 > 0:
+            base = torch.from_numpy(EASE(cfg.ease_base_l2).fit(train).weights.astype(np.float32))
+        self.generator = Generator(n_items, n_features, cfg.hidden_g, cfg.layers_g, cfg.act, cfg.output_act,
+                                   base=base).to(self.device)
         self.discriminator = Discriminator(n_items, n_features, cfg.hidden_d, cfg.layers_d, cfg.act).to(self.device)
         loss = GANLoss(cfg.loss)
         # The generator that scores: G itself, or a moving average of its weights.
         self.scorer = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema > 0 else self.generator
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, weight_decay=cfg.weight_decay_g)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, weight_decay=cfg.weight_decay_d)
+        betas = (cfg.beta1, 0.999)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=betas, weight_decay=cfg.weight_decay_g)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas, weight_decay=cfg.weight_decay_d)
+        # Per-epoch decay, so the early-stopping run and the refit share a schedule.
+        schedules = [torch.optim.lr_scheduler.ExponentialLR(o, cfg.lr_decay) for o in (opt_g, opt_d)]
 
         condition = self._condition(train)
         real = condition[:, :n_items]
@@ -216,6 +266,8 @@ class CFGAN:
                         with torch.no_grad():
                             for avg, p in zip(self.scorer.parameters(), self.generator.parameters()):
                                 avg.lerp_(p, 1 - cfg.ema)
+            for schedule in schedules:
+                schedule.step()
             if valid is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 value = ranking_metrics(self.score(train), valid, train, ks=(_k(cfg.metric),))[cfg.metric]
                 self.log.history.append((epoch, value))
