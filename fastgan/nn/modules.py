@@ -205,10 +205,8 @@ class _ConvBatchNormMixin:
 
                 geometry = (list(self.stride), list(self.padding), list(self._block_output_padding()),
                             self._block_transposed)
-                y, mean, var = conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps,
-                                                           norm.act, norm.alpha)
-                FG.update_running_stats(running_mean, running_var, mean, var, factor, y.numel() // y.shape[1])
-                return y
+                return conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps, norm.act,
+                                                   norm.alpha, (running_mean, running_var, factor))[0]
         return norm._normalize(super().forward(x), running_mean, running_var, use_batch_stats, factor)
 
 

@@ -99,21 +99,29 @@ def _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
 
 
 class ConvBatchNormAct(torch.autograd.Function):
-    """(y, mean, var) = act(batch_norm(conv(x, w) + b)) with batch statistics; mean and
-    var (the batch's, biased) are for the caller's running-statistics update."""
+    """(y, mean, var) = act(batch_norm(conv(x, w) + b)) with batch statistics (mean and
+    var the batch's, biased); `running` (see conv_batch_norm_act) updated in place."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link):
+    def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link, running):
         stride, padding, output_padding, transposed = geometry
         out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
         if _fwd_single_pixel(x, weight, padding, out_hw, transposed) or x.shape[0] == 0:
             xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
                                 A.DEFAULT_ALPHA, 1.0, None)
             y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
+            _update_on_host(running, mean, var, xc)
         else:
             xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
-            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
             mean, var = stats[0], stats[1]
+            count = x.shape[0] * out_hw[0] * out_hw[1]
+            if running is not None and _updates_in_kernel(running, stats, count):
+                rm, rv, momentum = running
+                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
+                                       (rm, rv, momentum, count / (count - 1)))
+            else:
+                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
+                _update_on_host(running, mean, var, xc)
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(mean, var)
         ctx.cfg = (geometry, eps, act, alpha, out_hw)
@@ -134,9 +142,9 @@ class ConvBatchNormAct(torch.autograd.Function):
         x, weight, bias, bn_weight, bn_bias, xc, s, mean, var = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if gy is None:
-            return (None,) * 11
+            return (None,) * 12
         if torch.is_grad_enabled():
-            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 6
+            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 7
         (stride, padding, output_padding, transposed), eps, act, alpha, out_hw = ctx.cfg
         link = ctx.link
         sums = link.take(gy) if link is not None else None
@@ -164,7 +172,7 @@ class ConvBatchNormAct(torch.autograd.Function):
                                             act, alpha, bool(needs[2]))
             gw = gw if needs[1] else None
             gb = gb if needs[2] else None
-        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 6
+        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 7
 
 
 def _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, cfg):
@@ -193,13 +201,31 @@ def _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias):
     return tuple(out)
 
 
-def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha):
+def _updates_in_kernel(running, stats, count) -> bool:
+    """Whether the normalize launch updates these running statistics: float32 ones from
+    float32 statistics, more than one value per channel."""
+    mean, var, _ = running
+    return (mean is not None and var is not None and count > 1 and mean.dtype == torch.float32
+            and var.dtype == torch.float32 and stats.dtype == torch.float32)
+
+
+def _update_on_host(running, mean, var, xc):
+    """nn.BatchNorm's running-statistics update with PyTorch ops (what the normalize
+    launch does in _updates_in_kernel's case); xc the batch norm's input."""
+    if running is not None:
+        from ..functional import update_running_stats
+
+        update_running_stats(running[0], running[1], mean, var, running[2], xc.numel() // xc.shape[1])
+
+
+def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, running=None):
     """(y, mean, var) of the block; y carries the BlockLink its consumer may use when a
-    backward will run."""
+    backward will run. running = (running_mean, running_var, momentum): the forward
+    also updates them as nn.BatchNorm does (None, or None statistics: no update)."""
     track = torch.is_grad_enabled()
     link = BlockLink() if track else None
     y, mean, var = ConvBatchNormAct.apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
-                                          incoming_link(x) if track else None)
+                                          incoming_link(x) if track else None, running)
     if link is not None and y.requires_grad:
         link.version = y._version
         setattr(y, LINK_ATTRIBUTE, link)
