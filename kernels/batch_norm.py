@@ -799,40 +799,42 @@ def _check_running(x, stats, running) -> None:
 
 
 def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
-    """(y, z) of bn_fwd in training given x's batch statistics stats [3, C] (mean,
-    biased var, mean - x[0, c, 0, 0]) from kernels.conv.conv_fwd_bn_stats: one
-    launch of the normalize pass. running = (running_mean, running_var, momentum,
+    """(y, z) of bn_fwd in training given x's batch statistics stats = (mean, biased
+    var, mean - x[0, c, 0, 0]), the rows of kernels.conv.conv_fwd_bn_stats's [3, C]
+    result: one launch of the normalize pass; z is None unless act needs the
+    pre-activation (silu). running = (running_mean, running_var, momentum,
     var_factor), float32: the same launch updates them in place as nn.BatchNorm does
     (running = (1 - momentum) running + momentum batch value, the variance unbiased
     by var_factor = M / (M - 1))."""
     key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, running is not None,
-           None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats.dtype),
+           None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats[0].dtype),
            _CONFIGS.overridden())
     p = _plans.get(key)
     if p is None:
         if running is not None:
-            _check_running(x, stats, running)
+            _check_running(x, stats[0], running)
         p = _plans.put(key, _NormalizePlan(x, weight, bias, eps, act, alpha, running is not None))
     plan = p.plan
     xk = plan.read(x)
     y = new_output_like(xk)
-    z = new_output_like(xk) if p.store_z else x.new_empty(0)
+    z = new_output_like(xk) if p.store_z else None
     if x.numel() == 0:
         return plan.restore(y, x), z
+    mean, var, shift = stats
     if running is None:
         _bn_normalize_kernel[p.grid](
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
-            stats[0], stats[1], stats[2], y, y, *p.scalars, **p.flags,
+            mean, var, shift, y, y, *p.scalars, **p.flags,
         )
     else:
         run_mean, run_var, momentum, var_factor = running
         momentum = float(momentum)
         _bn_normalize_kernel[p.grid](
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
-            stats[0], stats[1], stats[2], run_mean, run_var, *p.scalars,
+            mean, var, shift, run_mean, run_var, *p.scalars,
             momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor), **p.flags,
         )
-    return plan.restore(y, x), plan.restore(z, x) if p.store_z else z
+    return plan.restore(y, x), None if z is None else plan.restore(z, x)
 
 
 def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):

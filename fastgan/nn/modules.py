@@ -185,6 +185,19 @@ class FoldedBatchNorm2d(BatchNormAct2d):
         return x
 
 
+def _conv_bn_ops():
+    """fastgan.ops.conv_bn, imported on first use (it imports the Triton kernels)."""
+    global _CONV_BN
+    if _CONV_BN is None:
+        from ..ops import conv_bn
+
+        _CONV_BN = conv_bn
+    return _CONV_BN
+
+
+_CONV_BN = None
+
+
 class _ConvBatchNormMixin:
     """conv -> batch norm -> act with batch statistics as one fused op on the Triton
     kernels in eager mode (fastgan.ops.conv_bn); everywhere else (eval with running
@@ -199,11 +212,14 @@ class _ConvBatchNormMixin:
         norm = self.norm
         running_mean, running_var, use_batch_stats, factor = norm._step()
         if use_batch_stats and isinstance(x, torch.Tensor) and x.dim() == 4:
-            xa, w, b = V.autocast(x, self.weight, self.bias)
+            w, b = self.weight, self.bias
+            xa = x
+            if torch.is_autocast_enabled(x.device.type):
+                xa, w, b = V.autocast(x, w, b)
             if FG._path(xa, w, b, norm.weight, norm.bias, running_mean, running_var) == "triton":
-                from ..ops import conv_bn
-
-                geometry = (list(self.stride), list(self.padding), list(self._block_output_padding()),
+                conv_bn = _conv_bn_ops()
+                # Tuples (nn.Conv2d keeps them so): hashable, for conv_bn's per-geometry cache.
+                geometry = (tuple(self.stride), tuple(self.padding), tuple(self._block_output_padding()),
                             self._block_transposed)
                 return conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps, norm.act,
                                                    norm.alpha, (running_mean, running_var, factor))[0]
