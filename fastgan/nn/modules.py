@@ -131,13 +131,20 @@ class _BatchNormActMixin(_ActMixin):
     def _step(self):
         """One forward's bookkeeping (counts the batch when training): (running mean,
         running var (None when not kept), use batch statistics, momentum factor)."""
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep = not self.training or self.track_running_stats
-        return self.running_mean if keep else None, self.running_var if keep else None, use_batch_stats, factor
+        # The buffers read from _buffers directly: nn.Module.__getattr__ per read is a
+        # Python call, and every fused batch-norm forward of a training step comes here.
+        buffers, training, momentum = self._buffers, self.training, self.momentum
+        running_mean, running_var = buffers.get("running_mean"), buffers.get("running_var")
+        factor = 0.0 if momentum is None else momentum
+        if training and self.track_running_stats:
+            tracked = buffers.get("num_batches_tracked")
+            if tracked is not None:
+                tracked.add_(1)
+                if momentum is None:
+                    factor = 1.0 / float(tracked)
+        use_batch_stats = training or (running_mean is None and running_var is None)
+        keep = not training or self.track_running_stats
+        return running_mean if keep else None, running_var if keep else None, use_batch_stats, factor
 
     def _normalize(self, x, running_mean, running_var, use_batch_stats, factor):
         return FG.batch_norm_for_module(
