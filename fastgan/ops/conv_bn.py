@@ -4,8 +4,10 @@ backward, where the separate ops take three to four each.
 
 Forward: the conv kernel's epilogue also reduces the batch statistics of its output
 (kernels.conv.conv_fwd_bn_stats), then one normalize + act launch
-(kernels.batch_norm.bn_normalize). A conv that runs as the single-pixel GEMM (a
-generator's 1 x 1 latent input) keeps its separate batch-norm launch.
+(kernels.batch_norm.bn_normalize), which also updates float32 running statistics
+(nn.BatchNorm's update, the same bits as its PyTorch ops; other dtypes are updated
+with those ops). A conv that runs as the single-pixel GEMM (a generator's 1 x 1
+latent input) keeps its separate batch-norm launch and updates them with the ops.
 
 Backward (first order): the batch norm's input gradient is never stored. Its sums
 (sum gz, sum gz (x - mean)) give four per-channel coefficients
