@@ -229,7 +229,7 @@ class _ConvBatchNormMixin:
                 geometry = (tuple(self.stride), tuple(self.padding), tuple(self._block_output_padding()),
                             self._block_transposed)
                 return conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps, norm.act,
-                                                   norm.alpha, (running_mean, running_var, factor))[0]
+                                                   norm.alpha, (running_mean, running_var, factor))
         return norm._normalize(super().forward(x), running_mean, running_var, use_batch_stats, factor)
 
 

@@ -120,8 +120,9 @@ def _shapes(x_hw, kernel_hw, geometry):
 
 
 class ConvBatchNormAct(torch.autograd.Function):
-    """(y, mean, var) = act(batch_norm(conv(x, w) + b)) with batch statistics (mean and
-    var the batch's, biased); `running` (see conv_batch_norm_act) updated in place."""
+    """y = act(batch_norm(conv(x, w) + b)) with batch statistics; `running` (see
+    conv_batch_norm_act) updated in place. The statistics are saved, not returned: one
+    output is less autograd bookkeeping per call."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link, running):
@@ -145,7 +146,6 @@ class ConvBatchNormAct(torch.autograd.Function):
                 y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
                 _update_on_host(running, mean, var, xc)
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(mean, var)
         ctx.cfg = (geometry, eps, act, alpha, out_hw, dgrad_single_pixel)
         if A.needs_preactivation(act):
             s = z
@@ -157,10 +157,10 @@ class ConvBatchNormAct(torch.autograd.Function):
         ctx.link, ctx.in_link = link, in_link
         if link is not None:
             link.fill(None if s is y else s, xc, mean, var, bn_weight, eps, act, alpha)
-        return y, mean, var
+        return y
 
     @staticmethod
-    def backward(ctx, gy, _gmean, _gvar):
+    def backward(ctx, gy):
         x, weight, bias, bn_weight, bn_bias, xc, s, mean, var = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if gy is None:
@@ -245,14 +245,14 @@ def _update_on_host(running, mean, var, xc):
 
 
 def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, running=None):
-    """(y, mean, var) of the block; y carries the BlockLink its consumer may use when a
-    backward will run. running = (running_mean, running_var, momentum): the forward
-    also updates them as nn.BatchNorm does (None, or None statistics: no update)."""
+    """y of the block, carrying the BlockLink its consumer may use when a backward
+    will run. running = (running_mean, running_var, momentum): the forward also updates
+    them as nn.BatchNorm does (None, or None statistics: no update)."""
     track = torch.is_grad_enabled()
     link = BlockLink() if track else None
-    y, mean, var = _apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
-                          incoming_link(x) if track else None, running)
+    y = _apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
+               incoming_link(x) if track else None, running)
     if link is not None and y.requires_grad:
         link.version = y._version
         setattr(y, LINK_ATTRIBUTE, link)
-    return y, mean, var
+    return y
