@@ -261,17 +261,34 @@ def _bn_stats_kernel(
 
 
 @triton.jit
+def _update_running(run_mean_ptr, run_var_ptr, mean_ptr, var, chans, cmask, momentum, keep, var_factor):
+    """running = running * (1 - momentum) + momentum * batch value, for the mean and
+    the unbiased variance (var * var_factor, var_factor = M / (M - 1)), float32, in the
+    operations and roundings of PyTorch's running_mean.mul_(1 - momentum).add_(mean,
+    alpha=momentum): a float32 product, then a fused multiply-add (ATen's vectorized
+    CPU add with alpha is an fmadd; nvcc contracts CUDA's a + alpha * b by default)."""
+    mean = tl.load(mean_ptr + chans, mask=cmask, other=0.0)
+    run_mean = tl.load(run_mean_ptr + chans, mask=cmask, other=0.0)
+    tl.store(run_mean_ptr + chans, tl.fma(mean, momentum, run_mean * keep), mask=cmask)
+    run_var = tl.load(run_var_ptr + chans, mask=cmask, other=0.0)
+    tl.store(run_var_ptr + chans, tl.fma(var * var_factor, momentum, run_var * keep), mask=cmask)
+
+
+@triton.jit
 def _bn_normalize_kernel(
     x_ptr, y_ptr, z_ptr, w_ptr, b_ptr, stat_mean_ptr, stat_var_ptr, shift_ptr, mean_out_ptr, var_out_ptr,
     eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
     STATS: tl.constexpr, ACT: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_Z: tl.constexpr, LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    momentum=0.0, keep=1.0, var_factor=1.0, UPDATE_RUNNING: tl.constexpr = False,
 ):
     """y = act(((x - center) - shift) * weight * rstd + bias), and z (the argument of
     act) for silu. STATS: 'running' (eval: center = running mean, shift = 0, running
     var), 'batch' (center = pivot, shift and var from the finalize kernel) or 'own'
     (this program holds every tile of its channels: it computes and writes the batch
-    statistics itself first)."""
+    statistics itself first). UPDATE_RUNNING (STATS 'batch', float32 running
+    statistics): row program 0 also updates the running statistics at mean_out_ptr,
+    var_out_ptr as nn.BatchNorm does (_update_running)."""
     r = tl.program_id(0)
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = chans < C
@@ -283,6 +300,10 @@ def _bn_normalize_kernel(
         center = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
         shift = _load_channels(shift_ptr, chans, C, ACC)
         var = _load_channels(stat_var_ptr, chans, C, ACC)
+        if UPDATE_RUNNING:
+            if r == 0:
+                _update_running(mean_out_ptr, var_out_ptr, stat_mean_ptr, var, chans, cmask, momentum, keep,
+                                var_factor)
     else:
         center = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
         count, shift, m2 = _channel_stats(
@@ -748,30 +769,72 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
 # consumer's dgrad computed them, the backward sums.
 
 
-def bn_normalize(x, weight, bias, stats, eps, act, alpha):
-    """(y, z) of bn_fwd in training given x's batch statistics stats [3, C] (mean,
-    biased var, mean - x[0, c, 0, 0]) from kernels.conv.conv_fwd_bn_stats: one
-    launch of the normalize pass."""
-    key = ("bn_normalize", _meta(x, weight, bias), eps, act, _CONFIGS.overridden())
-    plan = _plans.get(key)
-    if plan is None:
+class _NormalizePlan:
+    """bn_normalize's launch for one call signature: grid, scalars and flags worked out
+    once (the plan is cached: a training step repeats its signatures)."""
+
+    def __init__(self, x, weight, bias, eps, act, alpha, update_running):
         _check_x(x)
         _check_channels(x, weight=weight, bias=bias)
-        plan = _plans.put(key, _Plan(x, config()))
+        self.plan = plan = _Plan(x, config())
+        self.store_z = needs_preactivation(act)
+        self.has_weight, self.has_bias = weight is not None, bias is not None
+        eps_hi, eps_lo = split_float32(eps)
+        self.grid = plan.grid(False)
+        self.scalars = (eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles(False))
+        self.flags = dict(STATS="batch", ACT=act, HAS_WEIGHT=self.has_weight, HAS_BIAS=self.has_bias,
+                          STORE_Z=self.store_z, LAYOUT=plan.layout, ACC=accumulator_type(x.dtype),
+                          BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
+        if update_running:
+            self.flags["UPDATE_RUNNING"] = True
+
+
+def _check_running(x, stats, running) -> None:
+    mean, var, momentum, var_factor = running
+    for name, t in (("running_mean", mean), ("running_var", var)):
+        if t.dtype != torch.float32 or stats.dtype != torch.float32 or t.shape != (x.shape[1],) \
+                or t.stride() != (1,) or t.device != x.device:
+            raise ValueError(f"bn_normalize: {name} must be a contiguous float32 [{x.shape[1]}] tensor on x's device "
+                             f"with float32 statistics, got {t.dtype} {tuple(t.shape)} (stats {stats.dtype})")
+
+
+def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
+    """(y, z) of bn_fwd in training given x's batch statistics stats = (mean, biased
+    var, mean - x[0, c, 0, 0]), the rows of kernels.conv.conv_fwd_bn_stats's [3, C]
+    result: one launch of the normalize pass; z is None unless act needs the
+    pre-activation (silu). running = (running_mean, running_var, momentum,
+    var_factor), float32: the same launch updates them in place as nn.BatchNorm does
+    (running = (1 - momentum) running + momentum batch value, the variance unbiased
+    by var_factor = M / (M - 1))."""
+    key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, running is not None,
+           None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats[0].dtype),
+           _CONFIGS.overridden())
+    p = _plans.get(key)
+    if p is None:
+        if running is not None:
+            _check_running(x, stats[0], running)
+        p = _plans.put(key, _NormalizePlan(x, weight, bias, eps, act, alpha, running is not None))
+    plan = p.plan
     xk = plan.read(x)
     y = new_output_like(xk)
-    z = new_output_like(xk) if needs_preactivation(act) else x.new_empty(0)
+    z = new_output_like(xk) if p.store_z else None
     if x.numel() == 0:
         return plan.restore(y, x), z
-    eps_hi, eps_lo = split_float32(eps)
-    _bn_normalize_kernel[plan.grid(False)](
-        xk, y, z if needs_preactivation(act) else y, weight if weight is not None else y, bias if bias is not None else y,
-        stats[0], stats[1], stats[2], y, y,
-        eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles(False),
-        STATS="batch", ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, STORE_Z=needs_preactivation(act),
-        LAYOUT=plan.layout, ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps,
-    )
-    return plan.restore(y, x), plan.restore(z, x) if needs_preactivation(act) else z
+    mean, var, shift = stats
+    if running is None:
+        _bn_normalize_kernel[p.grid](
+            xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
+            mean, var, shift, y, y, *p.scalars, **p.flags,
+        )
+    else:
+        run_mean, run_var, momentum, var_factor = running
+        momentum = float(momentum)
+        _bn_normalize_kernel[p.grid](
+            xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
+            mean, var, shift, run_mean, run_var, *p.scalars,
+            momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor), **p.flags,
+        )
+    return plan.restore(y, x), None if z is None else plan.restore(z, x)
 
 
 def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):

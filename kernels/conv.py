@@ -723,7 +723,8 @@ def _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transpo
     launch = _plan_gather(x, None, weight, bias, y, None, transposed, _pair("conv_fwd", "stride", stride, 1),
                           _pair("conv_fwd", "padding", padding, 0), "linear", 0.2, 1.0, None,
                           prologue=False, epilogue=True, out_scale=1.0, bn=dict(BN_EPILOGUE="stats"))
-    return shape, launch
+    c = shape[1]
+    return shape, (3, c), (3 * launch.epilogue_slots * c,), accumulator_dtype(x.dtype), launch
 
 
 def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed):
@@ -735,12 +736,12 @@ def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transpos
            tuple(padding), tuple(output_padding), transposed)
     plan = _plans.get(key) or _plans.put(
         key, _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed))
-    shape, launch = plan
-    acc = accumulator_dtype(x.dtype)
-    y = new_output(shape, x.dtype, x.device, torch.channels_last)
-    stats = new_output((3, shape[1]), acc, x.device)
-    part = new_output((3 * launch.epilogue_slots * shape[1],), acc, x.device)
-    launch(x, None, weight, bias, y, None, (None, None, part, stats) + (None,) * 7)
+    shape, stats_shape, part_shape, acc, launch = plan
+    device = x.device
+    y = new_output(shape, x.dtype, device, torch.channels_last)
+    stats = new_output(stats_shape, acc, device)
+    part = new_output(part_shape, acc, device)
+    launch(x, None, weight, bias, y, None, (None, None, part, stats, None, None, None, None, None, None, None))
     return y, stats
 
 
@@ -756,7 +757,7 @@ def _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, 
     launch = _plan_gather(grad, s, weight, None, gx, None, not transposed, _pair("conv_grad_input", "stride", stride, 1),
                           _pair("conv_grad_input", "padding", padding, 0), act, alpha, 1.0, None,
                           prologue=False, epilogue=False, out_scale=1.0, bn=bn)
-    return shape, launch
+    return shape, accumulator_dtype(grad.dtype), launch
 
 
 def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, transposed, act, alpha, link=None):
@@ -773,18 +774,19 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
            tuple(input_hw), tuple(stride), tuple(padding), transposed, act, alpha, link_act)
     plan = _plans.get(key) or _plans.put(
         key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act))
-    shape, launch = plan
-    gx = new_output(shape, grad.dtype, grad.device, torch.channels_last)
+    shape, acc, launch = plan
+    device = grad.device
+    gx = new_output(shape, grad.dtype, device, torch.channels_last)
     if link is None:
-        launch(grad, s, weight, None, gx, None, (fx, coef) + (None,) * 9, (0.0, 0.0, float(alpha)))
+        launch(grad, s, weight, None, gx, None, (fx, coef, None, None, None, None, None, None, None, None, None),
+               (0.0, 0.0, float(alpha)))
         return gx, None
     es, ex, mean, var, e_weight, eps, e_act, e_alpha = link
     c = shape[1]
-    acc = accumulator_dtype(grad.dtype)
     pdtype = ex.dtype if e_weight is None else e_weight.dtype
-    e_coef = new_output((4, c), acc, grad.device)
-    e_gw, e_gb = new_output((c,), pdtype, grad.device), new_output((c,), pdtype, grad.device)
-    part = new_output((2 * launch.epilogue_slots * c,), acc, grad.device)
+    e_coef = new_output((4, c), acc, device)
+    e_gw, e_gb = new_output((c,), pdtype, device), new_output((c,), pdtype, device)
+    part = new_output((2 * launch.epilogue_slots * c,), acc, device)
     eps_hi, eps_lo = split_float32(eps)
     launch(grad, s, weight, None, gx, None,
            (fx, coef, part, e_coef, es if e_act != "linear" else ex, ex, mean, var, e_weight, e_gw, e_gb),

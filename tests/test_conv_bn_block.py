@@ -68,7 +68,10 @@ def block_case(draw):
     stride = draw(st.integers(1, 2))
     padding = draw(st.integers(0, min(1, k - 1)))
     output_padding = draw(st.integers(0, stride - 1)) if transposed else 0
-    hw = draw(st.integers(max(1, k - 2 * padding), 6)) if not transposed else draw(st.integers(1, 5))
+    if transposed:  # output (hw - 1) stride - 2 padding + k + output_padding >= 1
+        hw = draw(st.integers(1 + -(-max(0, 1 + 2 * padding - k - output_padding) // stride), 5))
+    else:
+        hw = draw(st.integers(max(1, k - 2 * padding), 6))
     act = draw(st.sampled_from(sorted(ACT_MODULES)))
     return dict(
         seed=draw(st.integers(0, 2**31 - 1)), transposed=transposed, k=k, stride=stride, padding=padding,
@@ -171,6 +174,38 @@ def test_chained_blocks_hand_their_sums_to_the_block_before():
     assert names["_bn_normalize_kernel"] == 3
     for a, b in zip(blocks.buffers(), plain.buffers(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_statistics_updated_by_the_normalize_launch(momentum):
+    """float32 running statistics are updated by the block's normalize launch
+    (UPDATE_RUNNING), to the bit what nn.BatchNorm's update with PyTorch ops
+    (fastgan.functional.update_running_stats) gives from the same batch statistics,
+    over three steps (momentum None: the cumulative average, num_batches_tracked
+    counted). 13 channels: ATen's vectorized and scalar loops both take part. (The
+    float64 comparison of the statistics is test_block_matches_float64_reference's.)"""
+    torch.manual_seed(5)
+    plain = nn.Sequential(nn.Conv2d(3, 13, 3, 2, 1, bias=False), nn.BatchNorm2d(13, momentum=momentum), nn.ReLU())
+    with torch.no_grad():
+        plain[1].running_mean.normal_()
+        plain[1].running_var.uniform_(0.5, 2.0)
+    fused = fuse(plain)
+    norm = fused[1]
+    with fastgan.use_backend("triton"):
+        for step in range(1, 4):
+            want_mean, want_var = norm.running_mean.clone(), norm.running_var.clone()
+            x = torch.randn(3, 3, 6, 6)
+            with recording_launches() as launches:
+                y = fused(x)
+            (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
+            assert normalize.kwargs.get("UPDATE_RUNNING") is True
+            batch_mean, batch_var = normalize.args[5], normalize.args[6]
+            factor = momentum if momentum is not None else 1.0 / step
+            fastgan.functional.update_running_stats(want_mean, want_var, batch_mean, batch_var, factor,
+                                                    y.numel() // y.shape[1])
+            assert norm.num_batches_tracked.item() == step
+            assert torch.equal(norm.running_mean, want_mean)
+            assert torch.equal(norm.running_var, want_var)
 
 
 class TwoUses(nn.Module):

@@ -131,13 +131,20 @@ class _BatchNormActMixin(_ActMixin):
     def _step(self):
         """One forward's bookkeeping (counts the batch when training): (running mean,
         running var (None when not kept), use batch statistics, momentum factor)."""
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep = not self.training or self.track_running_stats
-        return self.running_mean if keep else None, self.running_var if keep else None, use_batch_stats, factor
+        # The buffers read from _buffers directly: nn.Module.__getattr__ per read is a
+        # Python call, and every fused batch-norm forward of a training step comes here.
+        buffers, training, momentum = self._buffers, self.training, self.momentum
+        running_mean, running_var = buffers.get("running_mean"), buffers.get("running_var")
+        factor = 0.0 if momentum is None else momentum
+        if training and self.track_running_stats:
+            tracked = buffers.get("num_batches_tracked")
+            if tracked is not None:
+                tracked.add_(1)
+                if momentum is None:
+                    factor = 1.0 / float(tracked)
+        use_batch_stats = training or (running_mean is None and running_var is None)
+        keep = not training or self.track_running_stats
+        return running_mean if keep else None, running_var if keep else None, use_batch_stats, factor
 
     def _normalize(self, x, running_mean, running_var, use_batch_stats, factor):
         return FG.batch_norm_for_module(
@@ -185,6 +192,19 @@ class FoldedBatchNorm2d(BatchNormAct2d):
         return x
 
 
+def _conv_bn_ops():
+    """fastgan.ops.conv_bn, imported on first use (it imports the Triton kernels)."""
+    global _CONV_BN
+    if _CONV_BN is None:
+        from ..ops import conv_bn
+
+        _CONV_BN = conv_bn
+    return _CONV_BN
+
+
+_CONV_BN = None
+
+
 class _ConvBatchNormMixin:
     """conv -> batch norm -> act with batch statistics as one fused op on the Triton
     kernels in eager mode (fastgan.ops.conv_bn); everywhere else (eval with running
@@ -199,16 +219,17 @@ class _ConvBatchNormMixin:
         norm = self.norm
         running_mean, running_var, use_batch_stats, factor = norm._step()
         if use_batch_stats and isinstance(x, torch.Tensor) and x.dim() == 4:
-            xa, w, b = V.autocast(x, self.weight, self.bias)
+            w, b = self.weight, self.bias
+            xa = x
+            if torch.is_autocast_enabled(x.device.type):
+                xa, w, b = V.autocast(x, w, b)
             if FG._path(xa, w, b, norm.weight, norm.bias, running_mean, running_var) == "triton":
-                from ..ops import conv_bn
-
-                geometry = (list(self.stride), list(self.padding), list(self._block_output_padding()),
+                conv_bn = _conv_bn_ops()
+                # Tuples (nn.Conv2d keeps them so): hashable, for conv_bn's per-geometry cache.
+                geometry = (tuple(self.stride), tuple(self.padding), tuple(self._block_output_padding()),
                             self._block_transposed)
-                y, mean, var = conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps,
-                                                           norm.act, norm.alpha)
-                FG.update_running_stats(running_mean, running_var, mean, var, factor, y.numel() // y.shape[1])
-                return y
+                return conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps, norm.act,
+                                                   norm.alpha, (running_mean, running_var, factor))
         return norm._normalize(super().forward(x), running_mean, running_var, use_batch_stats, factor)
 
 

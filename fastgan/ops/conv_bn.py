@@ -4,8 +4,10 @@ backward, where the separate ops take three to four each.
 
 Forward: the conv kernel's epilogue also reduces the batch statistics of its output
 (kernels.conv.conv_fwd_bn_stats), then one normalize + act launch
-(kernels.batch_norm.bn_normalize). A conv that runs as the single-pixel GEMM (a
-generator's 1 x 1 latent input) keeps its separate batch-norm launch.
+(kernels.batch_norm.bn_normalize), which also updates float32 running statistics
+(nn.BatchNorm's update, the same bits as its PyTorch ops; other dtypes are updated
+with those ops). A conv that runs as the single-pixel GEMM (a generator's 1 x 1
+latent input) keeps its separate batch-norm launch and updates them with the ops.
 
 Backward (first order): the batch norm's input gradient is never stored. Its sums
 (sum gz, sum gz (x - mean)) give four per-channel coefficients
@@ -37,6 +39,7 @@ from ..kernels import conv as KC
 from ..reference import activations as A
 from ..reference.conv import output_size
 from . import batch_norm as _bn_ops
+from . import _eager
 from . import conv as _conv_ops
 
 LINK_ATTRIBUTE = "_fastgan_block_link"
@@ -89,34 +92,61 @@ def _channels_last(t):
     return t.is_contiguous(memory_format=torch.channels_last)
 
 
-def _fwd_single_pixel(x, weight, padding, out_hw, transposed):
-    return KC.single_pixel(transposed, x.shape[2:], padding, out_hw, weight.shape[2:])
-
-
-def _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
+def _derive_shapes(x_hw, kernel_hw, geometry):
+    stride, padding, output_padding, transposed = geometry
+    out_hw = output_size(x_hw, kernel_hw, stride, padding, output_padding, transposed)
     # The input gradient runs the other product: a transposed kernel when the conv is not.
-    return KC.single_pixel(not transposed, out_hw, padding, x.shape[2:], weight.shape[2:])
+    return (out_hw, KC.single_pixel(transposed, x_hw, padding, out_hw, kernel_hw),
+            KC.single_pixel(not transposed, out_hw, padding, x_hw, kernel_hw))
+
+
+_shape_cache: dict = {}
+
+
+def _shapes(x_hw, kernel_hw, geometry):
+    """(output size, whether the forward conv runs as the single-pixel GEMM, whether its
+    input gradient does), worked out once per (sizes, geometry): a training step
+    repeats them. A geometry of lists (unhashable) is worked out every call."""
+    try:
+        key = (x_hw, kernel_hw, geometry)
+        found = _shape_cache.get(key)
+    except TypeError:
+        return _derive_shapes(x_hw, kernel_hw, geometry)
+    if found is None:
+        if len(_shape_cache) >= 4096:
+            _shape_cache.clear()
+        found = _shape_cache[key] = _derive_shapes(x_hw, kernel_hw, geometry)
+    return found
 
 
 class ConvBatchNormAct(torch.autograd.Function):
-    """(y, mean, var) = act(batch_norm(conv(x, w) + b)) with batch statistics; mean and
-    var (the batch's, biased) are for the caller's running-statistics update."""
+    """y = act(batch_norm(conv(x, w) + b)) with batch statistics; `running` (see
+    conv_batch_norm_act) updated in place. The statistics are saved, not returned: one
+    output is less autograd bookkeeping per call."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link):
+    def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link, running):
         stride, padding, output_padding, transposed = geometry
-        out_hw = output_size(x.shape[2:], weight.shape[2:], stride, padding, output_padding, transposed)
-        if _fwd_single_pixel(x, weight, padding, out_hw, transposed) or x.shape[0] == 0:
+        out_hw, fwd_single_pixel, dgrad_single_pixel = _shapes(x.shape[2:], weight.shape[2:], geometry)
+        if fwd_single_pixel or x.shape[0] == 0:
             xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
                                 A.DEFAULT_ALPHA, 1.0, None)
             y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
+            _update_on_host(running, mean, var, xc)
         else:
             xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
-            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
+            stats = stats.unbind(0)  # (mean, var, shift): one call for the three views
             mean, var = stats[0], stats[1]
+            count = x.shape[0] * out_hw[0] * out_hw[1]
+            if running is not None and _updates_in_kernel(running, mean, count):
+                rm, rv, momentum = running
+                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
+                                       (rm, rv, momentum, count / (count - 1)))
+            else:
+                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
+                _update_on_host(running, mean, var, xc)
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(mean, var)
-        ctx.cfg = (geometry, eps, act, alpha, out_hw)
+        ctx.cfg = (geometry, eps, act, alpha, out_hw, dgrad_single_pixel)
         if A.needs_preactivation(act):
             s = z
         elif A.needs_saved(act, None):
@@ -127,17 +157,17 @@ class ConvBatchNormAct(torch.autograd.Function):
         ctx.link, ctx.in_link = link, in_link
         if link is not None:
             link.fill(None if s is y else s, xc, mean, var, bn_weight, eps, act, alpha)
-        return y, mean, var
+        return y
 
     @staticmethod
-    def backward(ctx, gy, _gmean, _gvar):
+    def backward(ctx, gy):
         x, weight, bias, bn_weight, bn_bias, xc, s, mean, var = ctx.saved_tensors
         needs = ctx.needs_input_grad
         if gy is None:
-            return (None,) * 11
+            return (None,) * 12
         if torch.is_grad_enabled():
-            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 6
-        (stride, padding, output_padding, transposed), eps, act, alpha, out_hw = ctx.cfg
+            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 7
+        (stride, padding, output_padding, transposed), eps, act, alpha, out_hw, dgrad_single_pixel = ctx.cfg
         link = ctx.link
         sums = link.take(gy) if link is not None else None
         if sums is None:
@@ -147,7 +177,7 @@ class ConvBatchNormAct(torch.autograd.Function):
             link.clear()
         gx = gw = gb = None
         if needs[0]:
-            if _dgrad_single_pixel(x, weight, padding, out_hw, transposed):
+            if dgrad_single_pixel:
                 gx = _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, ctx.cfg)
             else:
                 in_link = ctx.in_link
@@ -164,7 +194,11 @@ class ConvBatchNormAct(torch.autograd.Function):
                                             act, alpha, bool(needs[2]))
             gw = gw if needs[1] else None
             gb = gb if needs[2] else None
-        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 6
+        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 7
+
+
+# ConvBatchNormAct.apply without autograd.Function.apply's Python layer (fastgan.ops._eager).
+_apply = _eager._direct_apply(ConvBatchNormAct)
 
 
 def _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, cfg):
@@ -179,7 +213,7 @@ def _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weigh
 def _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias):
     """Gradients of (x, w, b, bn_w, bn_b) for a higher-order graph: the block
     recomputed with the separate differentiable ops, then differentiated."""
-    (stride, padding, output_padding, transposed), eps, act, alpha, _ = ctx.cfg
+    (stride, padding, output_padding, transposed), eps, act, alpha, _, _ = ctx.cfg
     inputs = (x, weight, bias, bn_weight, bn_bias)
     wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
     with torch.enable_grad():
@@ -193,14 +227,32 @@ def _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias):
     return tuple(out)
 
 
-def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha):
-    """(y, mean, var) of the block; y carries the BlockLink its consumer may use when a
-    backward will run."""
+def _updates_in_kernel(running, batch_mean, count) -> bool:
+    """Whether the normalize launch updates these running statistics: float32 ones from
+    float32 statistics, more than one value per channel."""
+    mean, var, _ = running
+    return (mean is not None and var is not None and count > 1 and mean.dtype == torch.float32
+            and var.dtype == torch.float32 and batch_mean.dtype == torch.float32)
+
+
+def _update_on_host(running, mean, var, xc):
+    """nn.BatchNorm's running-statistics update with PyTorch ops (what the normalize
+    launch does in _updates_in_kernel's case); xc the batch norm's input."""
+    if running is not None:
+        from ..functional import update_running_stats
+
+        update_running_stats(running[0], running[1], mean, var, running[2], xc.numel() // xc.shape[1])
+
+
+def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, running=None):
+    """y of the block, carrying the BlockLink its consumer may use when a backward
+    will run. running = (running_mean, running_var, momentum): the forward also updates
+    them as nn.BatchNorm does (None, or None statistics: no update)."""
     track = torch.is_grad_enabled()
     link = BlockLink() if track else None
-    y, mean, var = ConvBatchNormAct.apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
-                                          incoming_link(x) if track else None)
+    y = _apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
+               incoming_link(x) if track else None, running)
     if link is not None and y.requires_grad:
         link.version = y._version
         setattr(y, LINK_ATTRIBUTE, link)
-    return y, mean, var
+    return y
