@@ -43,6 +43,9 @@ def test_train_sample_resume_end_to_end(tmp_path):
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 4 and state["config"]["run"]["options"]["data"] == "digits"
     assert state["config"]["run"]["cond_names"] == [str(i) for i in range(10)]
+    # The digits preset's Adam betas (docs/quality.md, Digits) reach both optimizers.
+    for optimizer in ("g_optimizer", "d_optimizer"):
+        assert tuple(state[optimizer]["param_groups"][0]["betas"]) == (0.0, 0.99)
 
     sample = fastgan_cmd("sample", "--ckpt", "run", "--cond", 3, "--n", 5, "--out", "threes.png", cwd=tmp_path)
     assert sample.returncode == 0, sample.stderr
