@@ -11,6 +11,8 @@ recorded (_tiles.recording, the tuning script) nothing is cached: every launch p
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from . import _tiles
@@ -26,7 +28,27 @@ def meta(t: torch.Tensor | None):
     return None if t is None else (t.shape, t.stride(), t.dtype, t.device)
 
 
+# The state, read once for a run of launches that nothing can change it in between
+# (freeze / thaw around a layer chain's forward or backward); per thread.
+_frozen = threading.local()
+
+
+def freeze():
+    """Read the global state once for the launches until thaw(token): a chain of layers
+    plans many launches in a row, and reading the settings costs more than a lookup."""
+    before = getattr(_frozen, "state", None)
+    _frozen.state = _state()
+    return before
+
+
+def thaw(token) -> None:
+    _frozen.state = token
+
+
 def _state():
+    frozen = getattr(_frozen, "state", None)
+    if frozen is not None:
+        return frozen
     if _tiles._recorded is not None:
         return None
     # The float32 dot precision of convs (cuDNN's setting) and linear layers (cuBLAS's):

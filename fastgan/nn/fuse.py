@@ -34,6 +34,7 @@ from .modules import (
     BatchNormAct1d, BatchNormAct2d, Conv2dAct, Conv2dBatchNormAct, ConvTranspose2dAct, ConvTranspose2dBatchNormAct,
     FoldedBatchNorm2d, LinearAct,
 )
+from .sequential import CHAINABLE, FusedSequential
 
 
 def _activation_of(module: nn.Module):
@@ -200,4 +201,7 @@ def fuse(model: nn.Module, *, blocks: bool = True) -> nn.Module:
     for module in list(fused.modules()):
         if isinstance(module, nn.Sequential):
             _fuse_sequential(module, blocks)
+            if type(module) is nn.Sequential and sum(type(m) in CHAINABLE for m in module) >= 2:
+                # Same module otherwise; its runs of fused conv layers can run as one node.
+                module.__class__ = FusedSequential
     return fused

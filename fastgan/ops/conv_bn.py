@@ -119,6 +119,70 @@ def _shapes(x_hw, kernel_hw, geometry):
     return found
 
 
+def block_forward(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, running):
+    """The block's forward launches: (y, saved, cfg), where saved = (xc, s, mean, var)
+    are the tensors its backward reads besides its inputs and cfg its settings. Shared
+    by ConvBatchNormAct and the layer chains of fastgan.ops.chain."""
+    stride, padding, output_padding, transposed = geometry
+    out_hw, fwd_single_pixel, dgrad_single_pixel = _shapes(x.shape[2:], weight.shape[2:], geometry)
+    if fwd_single_pixel or x.shape[0] == 0:
+        xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
+                            A.DEFAULT_ALPHA, 1.0, None)
+        y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
+        _update_on_host(running, mean, var, xc)
+    else:
+        xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
+        stats = stats.unbind(0)  # (mean, var, shift): one call for the three views
+        mean, var = stats[0], stats[1]
+        count = x.shape[0] * out_hw[0] * out_hw[1]
+        if running is not None and _updates_in_kernel(running, mean, count):
+            rm, rv, momentum = running
+            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
+                                   (rm, rv, momentum, count / (count - 1)))
+        else:
+            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
+            _update_on_host(running, mean, var, xc)
+    if A.needs_preactivation(act):
+        s = z
+    elif A.needs_saved(act, None):
+        s = y
+    else:
+        s = xc  # act linear: never read, but the kernels take s's strides for the conv output
+    return y, (xc, s, mean, var), (geometry, eps, act, alpha, out_hw, dgrad_single_pixel)
+
+
+def block_backward(cfg, link, in_link, needs, gy, x, weight, bn_weight, xc, s, mean, var):
+    """First-order gradients (x, w, b, bn_w, bn_b) of a block, None where `needs` says
+    so. link: the BlockLink of the block's output (its consumer may have computed the
+    sums), in_link: that of the block which produced x (this backward computes its sums)."""
+    (stride, padding, output_padding, transposed), eps, act, alpha, out_hw, dgrad_single_pixel = cfg
+    sums = link.take(gy) if link is not None else None
+    if sums is None:
+        sums = KB.bn_fold_coefficients(gy, s, xc, bn_weight, mean, var, eps, act, alpha)
+    coef, g_bn_w, g_bn_b = sums
+    if link is not None:
+        link.clear()
+    gx = gw = gb = None
+    if needs[0]:
+        if dgrad_single_pixel:
+            gx = _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, cfg)
+        else:
+            link_args = None
+            if in_link is not None and in_link.x is not None and _channels_last(x) and _channels_last(in_link.x) \
+                    and (in_link.s is None or _channels_last(in_link.s)):
+                link_args = in_link.kernel_args(x)
+            gx, in_sums = KC.conv_grad_input_bn(gy, s, xc, coef, weight, list(x.shape[2:]), stride, padding,
+                                                transposed, act, alpha, link=link_args)
+            if in_sums is not None:
+                in_link.sums = (gx, *in_sums)
+    if needs[1] or needs[2]:
+        gw, gb = KC.conv_grad_weight_bn(gy, s, xc, coef, x, list(weight.shape[2:]), stride, padding, transposed,
+                                        act, alpha, bool(needs[2]))
+        gw = gw if needs[1] else None
+        gb = gb if needs[2] else None
+    return gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None
+
+
 class ConvBatchNormAct(torch.autograd.Function):
     """y = act(batch_norm(conv(x, w) + b)) with batch statistics; `running` (see
     conv_batch_norm_act) updated in place. The statistics are saved, not returned: one
@@ -126,33 +190,10 @@ class ConvBatchNormAct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link, in_link, running):
-        stride, padding, output_padding, transposed = geometry
-        out_hw, fwd_single_pixel, dgrad_single_pixel = _shapes(x.shape[2:], weight.shape[2:], geometry)
-        if fwd_single_pixel or x.shape[0] == 0:
-            xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
-                                A.DEFAULT_ALPHA, 1.0, None)
-            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
-            _update_on_host(running, mean, var, xc)
-        else:
-            xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
-            stats = stats.unbind(0)  # (mean, var, shift): one call for the three views
-            mean, var = stats[0], stats[1]
-            count = x.shape[0] * out_hw[0] * out_hw[1]
-            if running is not None and _updates_in_kernel(running, mean, count):
-                rm, rv, momentum = running
-                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
-                                       (rm, rv, momentum, count / (count - 1)))
-            else:
-                y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
-                _update_on_host(running, mean, var, xc)
+        y, (xc, s, mean, var), cfg = block_forward(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha,
+                                                   running)
         ctx.set_materialize_grads(False)
-        ctx.cfg = (geometry, eps, act, alpha, out_hw, dgrad_single_pixel)
-        if A.needs_preactivation(act):
-            s = z
-        elif A.needs_saved(act, None):
-            s = y
-        else:
-            s = xc  # act linear: never read, but the kernels take s's strides for the conv output
+        ctx.cfg = cfg
         ctx.save_for_backward(x, weight, bias, bn_weight, bn_bias, xc, s, mean, var)
         ctx.link, ctx.in_link = link, in_link
         if link is not None:
@@ -162,39 +203,13 @@ class ConvBatchNormAct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight, bias, bn_weight, bn_bias, xc, s, mean, var = ctx.saved_tensors
-        needs = ctx.needs_input_grad
         if gy is None:
             return (None,) * 12
         if torch.is_grad_enabled():
-            return _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias) + (None,) * 7
-        (stride, padding, output_padding, transposed), eps, act, alpha, out_hw, dgrad_single_pixel = ctx.cfg
-        link = ctx.link
-        sums = link.take(gy) if link is not None else None
-        if sums is None:
-            sums = KB.bn_fold_coefficients(gy, s, xc, bn_weight, mean, var, eps, act, alpha)
-        coef, g_bn_w, g_bn_b = sums
-        if link is not None:
-            link.clear()
-        gx = gw = gb = None
-        if needs[0]:
-            if dgrad_single_pixel:
-                gx = _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weight, x, ctx.cfg)
-            else:
-                in_link = ctx.in_link
-                link_args = None
-                if in_link is not None and in_link.x is not None and _channels_last(x) and _channels_last(in_link.x) \
-                        and (in_link.s is None or _channels_last(in_link.s)):
-                    link_args = in_link.kernel_args(x)
-                gx, in_sums = KC.conv_grad_input_bn(gy, s, xc, coef, weight, list(x.shape[2:]), stride, padding,
-                                                    transposed, act, alpha, link=link_args)
-                if in_sums is not None:
-                    in_link.sums = (gx, *in_sums)
-        if needs[1] or needs[2]:
-            gw, gb = KC.conv_grad_weight_bn(gy, s, xc, coef, x, list(weight.shape[2:]), stride, padding, transposed,
-                                            act, alpha, bool(needs[2]))
-            gw = gw if needs[1] else None
-            gb = gb if needs[2] else None
-        return (gx, gw, gb, g_bn_w if needs[3] else None, g_bn_b if needs[4] else None) + (None,) * 7
+            return recomputed_backward(ctx.cfg, ctx.needs_input_grad, gy, x, weight, bias, bn_weight,
+                                       bn_bias) + (None,) * 7
+        return block_backward(ctx.cfg, ctx.link, ctx.in_link, ctx.needs_input_grad, gy, x, weight, bn_weight, xc,
+                              s, mean, var) + (None,) * 7
 
 
 # ConvBatchNormAct.apply without autograd.Function.apply's Python layer (fastgan.ops._eager).
@@ -210,12 +225,12 @@ def _unfolded_grad_input(gy, s, xc, bn_weight, mean, var, eps, act, alpha, weigh
                               A.DEFAULT_ALPHA, 1.0, None)
 
 
-def _recomputed_backward(ctx, gy, x, weight, bias, bn_weight, bn_bias):
+def recomputed_backward(cfg, needs, gy, x, weight, bias, bn_weight, bn_bias):
     """Gradients of (x, w, b, bn_w, bn_b) for a higher-order graph: the block
     recomputed with the separate differentiable ops, then differentiated."""
-    (stride, padding, output_padding, transposed), eps, act, alpha, _, _ = ctx.cfg
+    (stride, padding, output_padding, transposed), eps, act, alpha, _, _ = cfg
     inputs = (x, weight, bias, bn_weight, bn_bias)
-    wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
+    wanted = [i for i, t in enumerate(inputs) if t is not None and needs[i]]
     with torch.enable_grad():
         xc = _conv_ops.ConvBiasAct.apply(x, weight, bias, list(stride), list(padding), list(output_padding),
                                          transposed, "linear", A.DEFAULT_ALPHA, 1.0, None)[0]

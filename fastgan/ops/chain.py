@@ -1,0 +1,225 @@
+"""A run of fused conv layers as one eager autograd Function (LayerChain): the same
+launches as the layers' own Functions, in the same order with the same arguments, so
+the same results bit for bit, with one autograd node for the run instead of one per
+layer. Each node costs host time that a GPU step waits on (a Python forward, saved
+tensors, the engine calling a Python backward): fastgan.bench.host.
+
+A chain is a tuple of layers, each a ConvLayer (conv / transposed conv + bias + act,
+fastgan.ops.conv's ConvBiasAct) or a BlockLayer (conv -> batch norm -> act in
+training mode, fastgan.ops.conv_bn's block). fastgan.nn.FusedSequential builds them
+from its children and decides when a chain may run (eager, grad mode, training,
+backend 'triton', no hooks); everything else runs the layers one by one.
+
+Inside the chain the blocks hand their batch-norm sums from consumer to producer as
+consecutive block modules do (fastgan.ops.conv_bn's BlockLink); the first layer takes
+the link of a block that produced its input, and a block at the end leaves one on the
+output. Intermediate tensors are kept on the chain's context (nothing outside the
+chain can see or change them); the chain's input, parameters and output are saved
+with save_for_backward (version checks, and no reference cycle through the output).
+
+Higher order (create_graph=True: R1, WGAN-GP): the backward runs the chain again with
+the layers' own Functions (the same kernels on the same inputs: the same bits) and
+differentiates that, so every gradient of any order is the per-layer path's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels import _plans
+from . import _bilinear as B
+from . import _eager
+from . import conv as _conv_ops
+from . import conv_bn as _blocks
+
+# Where a layer's state keeps its saved activation tensor s (which may be the chain's output).
+_S = 2
+
+
+class ConvLayer:
+    """conv (transposed when `transposed`) + bias + act; parameters (weight, bias)."""
+
+    __slots__ = ("stride", "padding", "output_padding", "transposed", "activation")
+    n_params = 2
+
+    def __init__(self, stride, padding, output_padding, transposed, activation):
+        self.stride, self.padding, self.output_padding = list(stride), list(padding), list(output_padding)
+        self.transposed, self.activation = transposed, activation
+
+    def forward(self, x, params, running):
+        """(y, state): ConvBiasAct's forward launch and what its backward reads."""
+        weight, bias = params
+        y, z = _conv_ops.conv_bias_act_run(x, weight, bias, self.stride, self.padding, self.output_padding,
+                                           self.transposed, *self.activation)
+        act = B.Act(*self.activation)
+        ops = _conv_ops._conv_ops(self.stride, self.padding, self.transposed, x.shape[2:], y.shape[2:],
+                                  weight.shape[2:], _conv_ops.EAGER)
+        return y, [act, ops, B.saved_for_backward(act, y, z)]
+
+    @staticmethod
+    def backward(state, link, in_link, needs, gy, x, params):
+        """(gx, gw, gb): ConvBiasAct's first-order backward."""
+        act, ops, s = state
+        return B.fwd_backward(ops, needs, act, x, params[0], s, gy, None)
+
+    def differentiable(self, x, params):
+        """The layer through its own Function (a graph any order can differentiate)."""
+        return _conv_ops.ConvBiasAct.apply(x, *params, self.stride, self.padding, self.output_padding,
+                                           self.transposed, *self.activation)[0]
+
+
+class BlockLayer:
+    """conv -> batch norm -> act with batch statistics; parameters (weight, bias,
+    bn_weight, bn_bias); its running statistics come with each call."""
+
+    __slots__ = ("geometry", "eps", "act", "alpha")
+    n_params = 4
+
+    def __init__(self, geometry, eps, act, alpha):
+        self.geometry, self.eps, self.act, self.alpha = geometry, eps, act, alpha
+
+    def forward(self, x, params, running):
+        """(y, state): the block's forward launches and what its backward reads."""
+        y, (xc, s, mean, var), cfg = _blocks.block_forward(x, *params, self.geometry, self.eps, self.act, self.alpha,
+                                                           running)
+        return y, [cfg, xc, s, mean, var]
+
+    def fill(self, link, y, state, bn_weight):
+        cfg, xc, s, mean, var = state
+        link.fill(None if s is y else s, xc, mean, var, bn_weight, self.eps, self.act, self.alpha)
+
+    @staticmethod
+    def backward(state, link, in_link, needs, gy, x, params):
+        """(gx, gw, gb, g_bn_w, g_bn_b): the block's first-order backward."""
+        cfg, xc, s, mean, var = state
+        return _blocks.block_backward(cfg, link, in_link, needs, gy, x, params[0], params[2], xc, s, mean, var)
+
+    def differentiable(self, x, params):
+        """The block through its own Function, running statistics left alone."""
+        return _blocks.conv_batch_norm_act(x, *params, self.geometry, self.eps, self.act, self.alpha)
+
+
+class LayerChain(torch.autograd.Function):
+    """y = layers[-1](... layers[0](x)). params: every layer's parameters in order
+    (n_params each, None where a layer has none); running: per layer, a block's
+    (running_mean, running_var, momentum) or None; in_link: the BlockLink of x (or
+    None); out_link: a fresh BlockLink when the last layer is a block (the caller puts
+    it on y), else None."""
+
+    @staticmethod
+    def forward(ctx, layers, running, in_link, out_link, x, *params):
+        token = _plans.freeze()
+        try:
+            return LayerChain._forward(ctx, layers, running, in_link, out_link, x, params)
+        finally:
+            _plans.thaw(token)
+
+    @staticmethod
+    def _forward(ctx, layers, running, in_link, out_link, x, params):
+        states, links, inputs = [], [], []
+        h, i, last = x, 0, len(layers) - 1
+        for k, layer in enumerate(layers):
+            p = params[i:i + layer.n_params]
+            i += layer.n_params
+            inputs.append(h)
+            y, state = layer.forward(h, p, running[k])
+            # A block's output link, when a block consumes the output: the next layer,
+            # or for the last layer whoever takes the chain's output.
+            link = None
+            if type(layer) is BlockLayer:
+                link = out_link if k == last else (BlockLink() if type(layers[k + 1]) is BlockLayer else None)
+                if link is not None:
+                    layer.fill(link, y, state, p[2])
+            states.append(state)
+            links.append(link)
+            h = y
+        ctx.set_materialize_grads(False)
+        # The chain's input, parameters and output through save_for_backward; the
+        # intermediates on ctx, without the output (no cycle y -> its node -> y).
+        inputs[0] = None
+        ctx.s_is_output = states[last][_S] is h
+        if ctx.s_is_output:
+            states[last][_S] = None
+        ctx.layers, ctx.states, ctx.links, ctx.inputs, ctx.in_link = layers, states, links, inputs, in_link
+        ctx.save_for_backward(x, h, *params)
+        return h
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, y, *params = ctx.saved_tensors
+        layers = ctx.layers
+        if gy is None:
+            return (None,) * (5 + len(params))
+        needs_x, needs_params = ctx.needs_input_grad[4], ctx.needs_input_grad[5:]
+        if torch.is_grad_enabled():
+            return (None,) * 4 + _recomputed_backward(layers, needs_x, needs_params, gy, x, params)
+        token = _plans.freeze()
+        try:
+            return (None,) * 4 + LayerChain._backward(ctx, gy, x, y, params, needs_x, needs_params)
+        finally:
+            _plans.thaw(token)
+
+    @staticmethod
+    def _backward(ctx, gy, x, y, params, needs_x, needs_params):
+        layers = ctx.layers
+        # Which layer inputs carry a gradient: those after any input that needs one.
+        offsets, input_needs, i, need = [], [], 0, needs_x
+        for layer in layers:
+            offsets.append(i)
+            input_needs.append(need)
+            need = need or any(needs_params[i:i + layer.n_params])
+            i += layer.n_params
+        states, links = ctx.states, ctx.links
+        last = len(layers) - 1
+        grads = [None] * len(params)
+        g = gy
+        for k in range(last, -1, -1):
+            layer, lo = layers[k], offsets[k]
+            n = layer.n_params
+            state = states[k]
+            if k == last and ctx.s_is_output:
+                state = list(state)
+                state[_S] = y
+            out = layer.backward(state, links[k], links[k - 1] if k else ctx.in_link,
+                                 (input_needs[k], *needs_params[lo:lo + n]), g, x if k == 0 else ctx.inputs[k],
+                                 params[lo:lo + n])
+            grads[lo:lo + n] = out[1:]
+            g = out[0]
+            if g is None:  # nothing before this layer needs a gradient
+                break
+        return (g if needs_x else None, *grads)
+
+
+BlockLink = _blocks.BlockLink
+# LayerChain.apply without autograd.Function.apply's Python layer (fastgan.ops._eager).
+_apply = _eager._direct_apply(LayerChain)
+
+
+def _recomputed_backward(layers, needs_x, needs_params, gy, x, params):
+    """Gradients of (x, *params) for a higher-order graph: the chain run again through
+    the layers' own Functions, then differentiated with create_graph."""
+    inputs = (x, *params)
+    needs = (needs_x, *needs_params)
+    wanted = [i for i, t in enumerate(inputs) if t is not None and needs[i]]
+    with torch.enable_grad():
+        h, i = x, 0
+        for layer in layers:
+            h = layer.differentiable(h, params[i:i + layer.n_params])
+            i += layer.n_params
+        grads = torch.autograd.grad(h, [inputs[i] for i in wanted], gy, create_graph=True, allow_unused=True)
+    out = [None] * len(inputs)
+    for i, g in zip(wanted, grads):
+        out[i] = g
+    return tuple(out)
+
+
+def run(layers, running, x, params):
+    """The chain's output, carrying the BlockLink of a last block for its consumer.
+    The caller has decided the chain may run (fastgan.nn.FusedSequential)."""
+    in_link = _blocks.incoming_link(x) if type(layers[0]) is BlockLayer else None
+    out_link = BlockLink() if type(layers[-1]) is BlockLayer else None
+    y = _apply(layers, running, in_link, out_link, x, *params)
+    if out_link is not None and y.requires_grad:
+        out_link.version = y._version
+        setattr(y, _blocks.LINK_ATTRIBUTE, out_link)
+    return y

@@ -1,0 +1,232 @@
+"""Runs of fused conv layers as one autograd node (fastgan.ops.chain, through the
+FusedSequential that fuse() returns): bit for bit the results of running the layers
+one by one (outputs, every gradient, running statistics, double backward, launches),
+and the layer-by-layer path wherever a chain would change what the user sees (hooks,
+eval mode, no grad, a new call signature)."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+from fastgan.bench import dcgan
+from fastgan.bench.launches import recording_launches
+from fastgan.nn import fuse
+from fastgan.nn.sequential import FusedSequential
+
+CHAIN_NODE = "LayerChainBackward"
+
+
+def models(momentum=0.1):
+    """Small DCGAN G and D (4 px latent input: the generator's first block runs as the
+    single-pixel GEMM; blocks, conv + lrelu, transposed conv + tanh), fused."""
+    cfg = dcgan.StepConfig(batch=3, size=32, width=2, latent=16)
+    G, D = dcgan.make_models(cfg)
+    for m in (*G.modules(), *D.modules()):
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+            with torch.no_grad():  # not the default init: every statistic matters
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.bias.uniform_(-0.5, 0.5)
+    return fuse(G), fuse(D)
+
+
+def by_layers(model):
+    """model with its FusedSequentials running their children one by one."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, FusedSequential):
+            m.forward = (lambda seq: lambda x: nn.Sequential.forward(seq, x))(m)
+    return model
+
+
+def step(G, D, z, real, it):
+    """One G -> D pass of both players' graphs, R1-free: outputs, gradients of z and
+    every parameter, buffers after."""
+    z = z.clone().requires_grad_(True)
+    fake = G(z)
+    logits = D(fake) + 0.3 * D(real).sum()
+    up = torch.randn(logits.shape, generator=torch.Generator().manual_seed(it))
+    grads = torch.autograd.grad(logits, [z, *G.parameters(), *D.parameters()], up)
+    return [fake.detach(), logits.detach(), *grads, *[b.clone() for b in (*G.buffers(), *D.buffers())]], fake
+
+
+def graph_has_chain(t) -> bool:
+    """Whether t's autograd graph holds a chain node."""
+    todo, seen = [t.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node.name() == CHAIN_NODE:
+            return True
+        todo += [n for n, _ in node.next_functions]
+    return False
+
+
+def inputs():
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(3, 16, generator=gen), torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
+
+
+def assert_equal(a, b):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert x.dtype == y.dtype and x.shape == y.shape, i
+        assert torch.equal(x, y), f"item {i}: max difference {(x.double() - y.double()).abs().max().item()}"
+
+
+def test_fuse_returns_a_fused_sequential_only_where_layers_chain():
+    G, D = models()
+    assert type(G.body) is FusedSequential and type(D.features) is FusedSequential
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.ReLU(), nn.Flatten())
+    assert type(fuse(plain)) is nn.Sequential  # one fused layer: nothing to chain
+    before = dcgan.make_models(dcgan.StepConfig(batch=3, size=32, width=2, latent=16))[0]
+    assert list(fuse(before).state_dict()) == list(before.state_dict())
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_chain_matches_the_layers_bit_for_bit(momentum):
+    G, D = models(momentum)
+    z, real = inputs()
+    with fastgan.use_backend("triton"):
+        Gl, Dl = by_layers(G), by_layers(D)
+        for it in range(2):  # the first call of a signature runs the layers; then chains
+            chained, fake = step(G, D, z, real, it)
+            assert (fake.grad_fn.name() == CHAIN_NODE) == (it > 0)
+            layered, fake = step(Gl, Dl, z, real, it)
+            assert fake.grad_fn.name() != CHAIN_NODE
+            assert_equal(chained, layered)
+
+
+def r1_step(model, x):
+    """R1's gradient (create_graph=True) and the parameters' gradients of penalty + loss."""
+    logits = model(x)
+    (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    penalty = g.square().sum() + logits.sum()
+    return [g.detach(), *torch.autograd.grad(penalty, list(model.parameters()))]
+
+
+def test_r1_on_a_leaf_input_keeps_the_layers_bits():
+    _, D = models()
+    _, real = inputs()
+    results = []
+    with fastgan.use_backend("triton"):
+        for model in (D, by_layers(D)):
+            model(real)  # the signature's first call
+            x = real.clone().requires_grad_(True)
+            assert model.features(x).grad_fn.name() != CHAIN_NODE
+            results.append(r1_step(model, x))
+    assert_equal(*results)
+
+
+def test_chain_double_backward_matches_the_layers():
+    """A create_graph backward through a chain (a non-leaf input): the chain's
+    gradients of every order are the layers', up to the order of summation (the
+    penalty's and the loss's gradients meet per chain, not per layer)."""
+    _, D = models()
+    _, real = inputs()
+    results = []
+    with fastgan.use_backend("triton"):
+        for model in (D, by_layers(D)):
+            model(real)  # the signature's first call
+            leaf = real.clone().requires_grad_(True)
+            x = leaf * 1.0
+            logits = model(x)
+            assert graph_has_chain(logits) == (model is D)
+            (g,) = torch.autograd.grad(logits.sum(), leaf, create_graph=True)
+            penalty = g.square().sum() + logits.sum()
+            results.append([g.detach(), *torch.autograd.grad(penalty, list(model.parameters()))])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item()), (a - b).abs().max()
+
+
+def test_chain_retained_graph_backward_twice_matches_the_layers():
+    G, _ = models()
+    z, _ = inputs()
+    results = []
+    with fastgan.use_backend("triton"):
+        for model in (G, by_layers(G)):
+            model(z)  # the signature's first call
+            y = model(z)
+            up = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+            first = torch.autograd.grad(y, list(model.parameters()), up, retain_graph=True)
+            second = torch.autograd.grad(y, list(model.parameters()), up)
+            results.append([*first, *second])
+    assert_equal(*results)
+
+
+def test_chain_launches_what_the_layers_launch():
+    G, D = models()
+    z, real = inputs()
+
+    def launches(g, d):
+        with fastgan.use_backend("triton"):
+            step(g, d, z, real, 0)  # first calls
+            with recording_launches() as recorded:
+                step(g, d, z, real, 1)
+        return [(r.name, tuple(r.grid), tuple(a.shape if isinstance(a, torch.Tensor) else a for a in r.args))
+                for r in recorded]
+
+    chained = launches(G, D)
+    layered = launches(by_layers(G), by_layers(D))
+    assert sorted(chained, key=repr) == sorted(layered, key=repr)
+    assert len(chained) > 20
+
+
+def test_chain_output_frees_its_graph_without_the_garbage_collector():
+    """No reference cycle through the output (its saved activation is the output)."""
+    G, _ = models()
+    z, _ = inputs()
+    with fastgan.use_backend("triton"):
+        G(z)
+        gc.disable()
+        try:
+            y = G(z)
+            assert y.grad_fn.name() == CHAIN_NODE
+            ref = weakref.ref(y.grad_fn)
+            del y
+            assert ref() is None
+        finally:
+            gc.enable()
+
+
+def test_hooks_eval_and_no_grad_run_the_layers():
+    G, D = models()
+    z, real = inputs()
+    with fastgan.use_backend("triton"):
+        D(real)
+        assert D.features(real).grad_fn.name() == CHAIN_NODE
+        seen = []
+        handle = D.features[2].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+        assert D.features(real).grad_fn.name() != CHAIN_NODE and len(seen) == 1
+        handle.remove()
+        handle = D.features[4].register_forward_pre_hook(lambda m, i: seen.append("folded"))
+        assert D.features(real).grad_fn.name() != CHAIN_NODE and seen[-1] == "folded"
+        handle.remove()
+        assert D.features(real).grad_fn.name() == CHAIN_NODE
+        D.eval()
+        assert D.features(real).grad_fn.name() != CHAIN_NODE
+        D.train()
+        with torch.no_grad():
+            tracked = D.features[2].norm.num_batches_tracked.clone()
+            assert D.features(real).grad_fn is None
+            assert D.features[2].norm.num_batches_tracked == tracked + 1
+        assert D.features(real[:2]).grad_fn.name() != CHAIN_NODE  # a new signature
+        assert D.features(real[:2]).grad_fn.name() == CHAIN_NODE
+
+
+def test_reference_backend_runs_the_layers():
+    G, _ = models()
+    z, _ = inputs()
+    with fastgan.use_backend("reference"):
+        G(z)
+        assert G(z).grad_fn.name() != CHAIN_NODE
