@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import fastgan
-from fastgan.bench import dcgan
+from fastgan.bench import dcgan, host
 from fastgan.bench.launches import recording_launches
 from fastgan.nn import fuse
 from fastgan.nn.sequential import FusedSequential
@@ -173,8 +173,11 @@ def test_chain_launches_what_the_layers_launch():
             step(g, d, z, real, 0)  # first calls
             with recording_launches() as recorded:
                 step(g, d, z, real, 1)
-        return [(r.name, tuple(r.grid), tuple(a.shape if isinstance(a, torch.Tensor) else a for a in r.args))
-                for r in recorded]
+        def meta(a):
+            return (a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+
+        return [(r.name, tuple(r.grid), tuple(map(meta, r.args)),
+                 tuple(sorted((k, meta(v)) for k, v in r.kwargs.items()))) for r in recorded]
 
     chained = launches(G, D)
     layered = launches(by_layers(G), by_layers(D))
@@ -230,3 +233,25 @@ def test_reference_backend_runs_the_layers():
     with fastgan.use_backend("reference"):
         G(z)
         assert G(z).grad_fn.name() != CHAIN_NODE
+
+
+def test_chained_training_step_has_no_host_sync(monkeypatch):
+    """Three fastgan steps of the DCGAN benchmark (fuse()d models: the generator and
+    the discriminator's features as chains) read nothing back to the host."""
+    from fastgan.ops import chain
+    from test_no_host_sync import forbid_host_sync
+
+    calls = []
+    run = chain.run
+    monkeypatch.setattr(chain, "run", lambda *args: calls.append(1) or run(*args))
+    cfg = dcgan.StepConfig(batch=3, size=32, width=2, latent=16)
+    # The optimizers a GPU step builds (fused Adam; the CPU default reads its step count back).
+    step = host._as_on_gpu(dcgan.GANStep("fastgan", *dcgan.make_models(cfg), cfg))
+    real, c, z = dcgan.make_inputs(cfg, sets=1)[0]
+    step(real, c, z)  # first calls of each signature: the layers one by one
+    calls.clear()
+    with forbid_host_sync():
+        for _ in range(2):
+            d_loss, g_loss = step(real, c, z)
+    assert len(calls) == 2 * 4  # per step: G, and D's features on real, fake, fake again
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
