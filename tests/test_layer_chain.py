@@ -255,3 +255,18 @@ def test_chained_training_step_has_no_host_sync(monkeypatch):
             d_loss, g_loss = step(real, c, z)
     assert len(calls) == 2 * 4  # per step: G, and D's features on real, fake, fake again
     assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
+
+
+def test_compile_traces_a_fused_sequential_in_one_graph():
+    """torch.compile(fullgraph=True) sees the layers' ops: no graph break in the chain
+    checks (a break would raise here)."""
+    G, _ = models()
+    z, _ = inputs()
+    x = z[:, :, None, None]
+    with fastgan.use_backend("triton"):
+        expected = by_layers(G).body(x)
+        compiled = torch.compile(G.body, fullgraph=True, backend="aot_eager")
+        compiled(x)
+        out = compiled(x)
+    assert out.grad_fn.name() != CHAIN_NODE
+    assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -74,10 +74,11 @@ class FusedSequential(nn.Sequential):
         # A leaf input that requires grad is a gradient penalty's (R1, WGAN-GP): its
         # create_graph backward would sum the penalty's and the loss's gradients per
         # chain, not per layer (equal up to rounding), so such calls keep the layers' bits.
+        # Tracing (torch.compile, export) first: it must not see the checks below.
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return None
         if type(x) is not torch.Tensor or x.dim() != 4 or not torch.is_grad_enabled() or _global_hooks() \
-                or (x.requires_grad and x.grad_fn is None) \
-                or torch.compiler.is_compiling() or torch.compiler.is_exporting() \
-                or torch._C._are_functorch_transforms_active():
+                or (x.requires_grad and x.grad_fn is None) or torch._C._are_functorch_transforms_active():
             return None
         autocast = torch.is_autocast_enabled(x.device.type)
         signature = (x.shape, x.stride(), x.dtype, x.device, autocast,
