@@ -47,6 +47,12 @@ def by_layers(model):
     return model
 
 
+def on_both(model, run):
+    """[run(model), run(its copy running the layers one by one)] on backend 'triton'."""
+    with fastgan.use_backend("triton"):
+        return [run(m) for m in (model, by_layers(model))]
+
+
 def step(G, D, z, real, it):
     """One G -> D pass of both players' graphs, R1-free: outputs, gradients of z and
     every parameter, buffers after."""
@@ -107,44 +113,34 @@ def test_chain_matches_the_layers_bit_for_bit(momentum):
             assert_equal(chained, layered)
 
 
-def r1_step(model, x):
-    """R1's gradient (create_graph=True) and the parameters' gradients of penalty + loss."""
+def r1_step(model, leaf, x):
+    """(logits, [R1's gradient with respect to leaf (create_graph=True), the
+    parameters' gradients of penalty + loss]) for the input x computed from leaf."""
     logits = model(x)
-    (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(logits.sum(), leaf, create_graph=True)
     penalty = g.square().sum() + logits.sum()
-    return [g.detach(), *torch.autograd.grad(penalty, list(model.parameters()))]
+    return logits, [g.detach(), *torch.autograd.grad(penalty, list(model.parameters()))]
 
 
-def test_r1_on_a_leaf_input_keeps_the_layers_bits():
+@pytest.mark.parametrize("leaf_input", [True, False])
+def test_r1_through_a_chain_matches_the_layers(leaf_input):
+    """R1 on a leaf input runs the layers: the same bits. On a computed input it runs
+    through the chain (create_graph backward): the chain's gradients of every order are
+    the layers', up to the order of summation (the penalty's and the loss's gradients
+    meet per chain, not per layer)."""
     _, D = models()
     _, real = inputs()
-    results = []
-    with fastgan.use_backend("triton"):
-        for model in (D, by_layers(D)):
-            model(real)  # the signature's first call
-            x = real.clone().requires_grad_(True)
-            assert model.features(x).grad_fn.name() != CHAIN_NODE
-            results.append(r1_step(model, x))
-    assert_equal(*results)
 
+    def run(model):
+        model(real)  # the signature's first call
+        leaf = real.clone().requires_grad_(True)
+        logits, grads = r1_step(model, leaf, leaf if leaf_input else leaf * 1.0)
+        assert graph_has_chain(logits) == (model is D and not leaf_input)
+        return grads
 
-def test_chain_double_backward_matches_the_layers():
-    """A create_graph backward through a chain (a non-leaf input): the chain's
-    gradients of every order are the layers', up to the order of summation (the
-    penalty's and the loss's gradients meet per chain, not per layer)."""
-    _, D = models()
-    _, real = inputs()
-    results = []
-    with fastgan.use_backend("triton"):
-        for model in (D, by_layers(D)):
-            model(real)  # the signature's first call
-            leaf = real.clone().requires_grad_(True)
-            x = leaf * 1.0
-            logits = model(x)
-            assert graph_has_chain(logits) == (model is D)
-            (g,) = torch.autograd.grad(logits.sum(), leaf, create_graph=True)
-            penalty = g.square().sum() + logits.sum()
-            results.append([g.detach(), *torch.autograd.grad(penalty, list(model.parameters()))])
+    results = on_both(D, run)
+    if leaf_input:
+        assert_equal(*results)
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item()), (a - b).abs().max()
 
@@ -152,16 +148,15 @@ def test_chain_double_backward_matches_the_layers():
 def test_chain_retained_graph_backward_twice_matches_the_layers():
     G, _ = models()
     z, _ = inputs()
-    results = []
-    with fastgan.use_backend("triton"):
-        for model in (G, by_layers(G)):
-            model(z)  # the signature's first call
-            y = model(z)
-            up = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
-            first = torch.autograd.grad(y, list(model.parameters()), up, retain_graph=True)
-            second = torch.autograd.grad(y, list(model.parameters()), up)
-            results.append([*first, *second])
-    assert_equal(*results)
+
+    def run(model):
+        model(z)  # the signature's first call
+        y = model(z)
+        up = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+        first = torch.autograd.grad(y, list(model.parameters()), up, retain_graph=True)
+        return [*first, *torch.autograd.grad(y, list(model.parameters()), up)]
+
+    assert_equal(*on_both(G, run))
 
 
 def test_chain_launches_what_the_layers_launch():
