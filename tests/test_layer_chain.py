@@ -265,3 +265,24 @@ def test_compile_traces_a_fused_sequential_in_one_graph():
         out = compiled(x)
     assert out.grad_fn.name() != CHAIN_NODE
     assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_after_other_modules_chains_from_its_own_input():
+    """Linear -> ReLU -> Unflatten, then a run of conv layers: the run chains (its own
+    input is 4-D), the modules before it run as they are; the same bits."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(16, 8 * 4 * 4), nn.ReLU(), nn.Unflatten(1, (8, 4, 4)),
+                          nn.ConvTranspose2d(8, 4, 4, 2, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.ConvTranspose2d(4, 3, 4, 2, 1), nn.Tanh())
+    model = fuse(plain)
+    assert type(model) is FusedSequential
+    z, _ = inputs()
+
+    def run(m):
+        m(z)  # the signature's first call
+        y = m(z)
+        return y, [y.detach(), *torch.autograd.grad(y, list(m.parameters()), torch.ones_like(y))]
+
+    (y_chain, chained), (y_layers, layered) = on_both(model, run)
+    assert y_chain.grad_fn.name() == CHAIN_NODE and y_layers.grad_fn.name() != CHAIN_NODE
+    assert_equal(chained, layered)

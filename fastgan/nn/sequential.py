@@ -9,10 +9,10 @@ with the FoldedBatchNorm2d and nn.Identity placeholders fuse() leaves between th
 else the children run one by one as in nn.Sequential:
 - eager PyTorch in grad mode (not torch.compile / export / functorch, which trace the
   layers' own ops; without grad mode each layer has no autograd node to save);
-- not a leaf input that requires grad (a gradient penalty's: see _runs);
-- a 4-D plain tensor input whose call signature ran through the layers one by one
-  once (their arguments checked by the public functions, as every layer does on its
-  first call);
+- not a leaf input to the run that requires grad (a gradient penalty's: _run_chain);
+- a plain tensor input whose call signature ran through the layers one by one once
+  (their arguments checked by the public functions, as every layer does on its first
+  call), and a 4-D input to the run;
 - the blocks' batch norms in training mode, and backend 'triton' for every tensor;
 - no hooks on the run's modules or global module hooks (a chain would skip them).
 """
@@ -71,14 +71,11 @@ class FusedSequential(nn.Sequential):
     def _runs(self, x):
         """The children as modules to call and runs (lists of two or more fused conv
         layers) to chain, or None when this call runs them one by one."""
-        # A leaf input that requires grad is a gradient penalty's (R1, WGAN-GP): its
-        # create_graph backward would sum the penalty's and the loss's gradients per
-        # chain, not per layer (equal up to rounding), so such calls keep the layers' bits.
         # Tracing (torch.compile, export) first: it must not see the checks below.
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return None
-        if type(x) is not torch.Tensor or x.dim() != 4 or not torch.is_grad_enabled() or _global_hooks() \
-                or (x.requires_grad and x.grad_fn is None) or torch._C._are_functorch_transforms_active():
+        if type(x) is not torch.Tensor or not torch.is_grad_enabled() or _global_hooks() \
+                or torch._C._are_functorch_transforms_active():
             return None
         autocast = torch.is_autocast_enabled(x.device.type)
         signature = (x.shape, x.stride(), x.dtype, x.device, autocast,
@@ -99,6 +96,11 @@ class FusedSequential(nn.Sequential):
         return items
 
     def _run_chain(self, modules, x):
+        # A leaf input that requires grad is a gradient penalty's (R1, WGAN-GP): its
+        # create_graph backward would sum the penalty's and the loss's gradients per
+        # chain, not per layer (equal up to rounding), so such calls keep the layers' bits.
+        if type(x) is not torch.Tensor or x.dim() != 4 or (x.requires_grad and x.grad_fn is None):
+            return _one_by_one(modules, x)
         chain = _chain()
         autocast = torch.is_autocast_enabled(x.device.type)
         if autocast:
@@ -110,9 +112,7 @@ class FusedSequential(nn.Sequential):
                 w, b = V.autocast(w, b)
             params += (w, b, m.norm.weight, m.norm.bias) if type(m) in _BLOCKS else (w, b)
         if FG._path(x, *params) != "triton":
-            for m in modules:
-                x = m(x)
-            return x
+            return _one_by_one(modules, x)
         layers, running = [], []
         for m in modules:
             if type(m) in _BLOCKS:
@@ -148,6 +148,12 @@ def _plan(children):
     chained = [m for item in items if type(item) is list for m in item]
     norms = [m.norm for m in chained if type(m) in _BLOCKS]
     return (items if chained else None), watched + chained + norms, norms
+
+
+def _one_by_one(modules, x):
+    for m in modules:
+        x = m(x)
+    return x
 
 
 def _flush(run, out):
