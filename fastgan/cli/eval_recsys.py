@@ -4,6 +4,7 @@ one data set under the protocol of fastgan.recsys.protocol, mean +- std over see
     fastgan eval recsys                       # MovieLens-100K from recbole, 3 seeds
     fastgan eval recsys --data ratings.csv --models EASE TopPop
     fastgan eval recsys --json benchmarks/results/recsys-ml100k.json
+    fastgan eval recsys --models CFGAN --demographics ml-100k --choose-demographics   # per seed, on validation
 
 Bad input is a one-line error and exit status 2, as everywhere in the fastgan command.
 """
