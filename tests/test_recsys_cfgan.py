@@ -99,6 +99,8 @@ def test_protocol_and_command_on_a_tiny_csv(tmp_path, capsys):
     assert "argument --cfgan: expected name=value with name among" in capsys.readouterr().err
     assert main(["--data", str(path), "--cfgan", "beta1=1.5"]) == 2
     assert "beta1 must be in [0, 1)" in capsys.readouterr().err
+    assert main(["--data", str(path), "--choose-demographics"]) == 2
+    assert "argument --choose-demographics: needs --demographics" in capsys.readouterr().err
 
 
 def test_evaluate_seed_chooses_on_validation_only():
@@ -175,3 +177,57 @@ def test_tuning_runner_scores_the_validation_carved_from_the_tuning_split(tmp_pa
     assert row["valid"] == pytest.approx(direct.log.best_score) and row["epoch"] == direct.log.best_epoch
     with pytest.raises(SystemExit):
         tune_main(["--set", "beta_one=0.5"])
+
+
+def test_nested_tuning_replays_the_protocol_inside_the_fit_part(tmp_path):
+    from fastgan.recsys.tune import NESTED_VALID_OFFSET, TUNING_VALID_OFFSET, nested, score_at
+
+    data = clustered_interactions(n_users=60, n_items=30, per_user=8, seed=4)
+    users, items = data.nonzero()
+    path = tmp_path / "likes.csv"
+    path.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in zip(users, items)))
+    config = dataclasses.replace(TINY, epochs=10, eval_every=1)
+    (row,) = nested(config, [1], scale_max=1.5, data=str(path))
+    train, _ = split_per_user(data, 0.2, seed=1)
+    fit, valid = split_per_user(train, 0.2, seed=1 + TUNING_VALID_OFFSET)
+    inner_fit, inner_valid = split_per_user(fit, 0.2, seed=1 + NESTED_VALID_OFFSET)
+    early = CFGAN(config, seed=1).fit(inner_fit, inner_valid)
+    assert row["epoch"] == early.log.best_epoch and row["inner_valid"] == pytest.approx(early.log.best_score)
+    # The curve is the retraining on the whole fit part, scored on the outer validation
+    # split, running past the chosen count; at the chosen count it is the model the
+    # protocol would retrain.
+    epochs = [e for e, _ in row["curve"]]
+    assert epochs == list(range(1, int(np.ceil(1.5 * early.log.best_epoch)) + 1))
+    retrained = CFGAN(early.refit_config(), seed=1).fit(fit)
+    at_chosen = ranking_metrics(retrained.score(fit), valid, fit, ks=(20,))["NDCG@20"]
+    assert score_at(row["curve"], early.log.best_epoch) == pytest.approx(at_chosen)
+    assert score_at([(2, 0.1), (4, 0.2)], 3) == 0.1 and score_at([(2, 0.1), (4, 0.2)], 5) == 0.2
+
+
+def test_protocol_chooses_user_features_on_validation():
+    data = clustered_interactions(n_users=60, n_items=30, per_user=8, seed=3)
+    config = dataclasses.replace(TINY, epochs=6, eval_every=2)
+    train, test = split_per_user(data, 0.2, seed=0)
+    fit, valid = split_per_user(train, 0.2, seed=0 + VALID_SEED_OFFSET)
+    plain = CFGAN(config, seed=0).fit(fit, valid)
+    # Two feature sets: the users' cluster (what clustered_interactions draws from) and
+    # noise; for each, the protocol must keep whichever of the two early-stopping runs
+    # scores higher on validation, and test exactly that model retrained.
+    clusters = np.eye(4, dtype=np.float32)[np.arange(60) % 4]
+    noise = np.random.default_rng(2).normal(size=(60, 4)).astype(np.float32) * 30
+    seen = set()
+    for features in (clusters, noise):
+        with_features = CFGAN(config, user_features=features, seed=0).fit(fit, valid)
+        result = evaluate_seed(data, 0, models=("CFGAN",), cfgan_config=config, user_features=features,
+                               choose_features=True)["CFGAN"]
+        keep = with_features.log.best_score >= plain.log.best_score
+        early = with_features if keep else plain
+        assert result.chosen == {"epochs": early.log.best_epoch, "features": keep}
+        assert result.valid == pytest.approx(early.log.best_score)
+        final = CFGAN(early.refit_config(), user_features=features if keep else None, seed=0).fit(train)
+        expected = ranking_metrics(final.score(train), test, train, ks=(5, 20))["NDCG@20"]
+        assert result.test["NDCG@20"] == pytest.approx(expected)
+        seen.add(keep)
+    assert seen == {True, False}, "both branches of the choice should be exercised"
+    with pytest.raises(ValueError, match="choose_features needs user_features"):
+        evaluate_seed(data, 0, models=("CFGAN",), choose_features=True)

@@ -4,6 +4,7 @@ one data set under the protocol of fastgan.recsys.protocol, mean +- std over see
     fastgan eval recsys                       # MovieLens-100K from recbole, 3 seeds
     fastgan eval recsys --data ratings.csv --models EASE TopPop
     fastgan eval recsys --json benchmarks/results/recsys-ml100k.json
+    fastgan eval recsys --models CFGAN --demographics ml-100k --choose-demographics   # per seed, on validation
 
 Bad input is a one-line error and exit status 2, as everywhere in the fastgan command.
 """
@@ -46,6 +47,8 @@ def add_arguments(p) -> None:
     p.add_argument("--demographics", default=None, metavar="USER_FILE",
                    help=f"condition CFGAN on age/gender/occupation from this .user / u.user file "
                         f"({MOVIELENS_100K!r} for the one in recbole)")
+    p.add_argument("--choose-demographics", action="store_true",
+                   help="with --demographics: per seed, condition CFGAN on them only if validation prefers it")
     p.add_argument("--cold-start", type=nonneg_int, default=None, metavar="N",
                    help="also report users with at most N training positives")
     p.add_argument("--epochs", type=positive_int, default=None, help="CFGAN's most epochs (early stopping picks fewer)")
@@ -106,6 +109,8 @@ def run(args) -> int:
         features = None if args.demographics is None else load_user_features(args.demographics, data.user_ids)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(f"fastgan eval recsys: error: argument --demographics: {error}") from None
+    if args.choose_demographics and features is None:
+        raise UsageError("fastgan eval recsys: error: argument --choose-demographics: needs --demographics")
     print(f"data {args.data}: {data.n_users} users, {data.n_items} items, {matrix.nnz} positives; "
           f"seeds {args.seeds}", flush=True)
 
@@ -113,7 +118,8 @@ def run(args) -> int:
     per_seed = []
     for seed in args.seeds:
         results = evaluate_seed(matrix, seed, models=args.models, cfgan_config=config, user_features=features,
-                                cold_start_max=args.cold_start, device=args.device, verbose=args.verbose)
+                                choose_features=args.choose_demographics, cold_start_max=args.cold_start,
+                                device=args.device, verbose=args.verbose)
         per_seed.append(results)
         print(f"seed {seed}: " + ", ".join(
             f"{m} NDCG@20 {r.test['NDCG@20']:.4f} ({r.seconds:.0f} s, chose {r.chosen or '-'})" for m, r in results.items()

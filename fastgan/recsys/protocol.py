@@ -53,6 +53,7 @@ def evaluate_seed(
     cfgan_config: CFGANConfig | None = None,
     ease_l2_grid=EASE_L2_GRID,
     user_features: np.ndarray | None = None,
+    choose_features: bool = False,
     test_fraction: float = 0.2,
     valid_fraction: float = 0.2,
     cold_start_max: int | None = None,
@@ -61,10 +62,14 @@ def evaluate_seed(
     verbose: bool = False,
 ) -> dict[str, ModelResult]:
     """Results of each model on one seed's split. cold_start_max: also score the users
-    with at most that many training positives."""
+    with at most that many training positives. choose_features: CFGAN's early-stopping
+    run is made with and without user_features, and only the one with the higher
+    validation score is retrained and tested (chosen["features"] says which)."""
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(f"models must be among {MODELS}, got {unknown}")
+    if choose_features and user_features is None:
+        raise ValueError("choose_features needs user_features")
     train, test = split_per_user(matrix, test_fraction, seed=seed)
     fit, valid = split_per_user(train, valid_fraction, seed=seed + VALID_SEED_OFFSET)
     k = int(metric.split("@")[1])
@@ -95,12 +100,20 @@ def evaluate_seed(
         config = cfgan_config or CFGANConfig()
         if config.metric != metric:
             raise ValueError(f"cfgan_config.metric is {config.metric!r} but the protocol selects on {metric!r}")
-        early = CFGAN(config, user_features=user_features, seed=seed, device=device, verbose=verbose).fit(fit, valid)
-        final = CFGAN(early.refit_config(), user_features=user_features, seed=seed, device=device).fit(train)
+        options = [user_features, None] if choose_features else [user_features]
+        runs = [(CFGAN(config, user_features=features, seed=seed, device=device, verbose=verbose).fit(fit, valid),
+                 features) for features in options]
+        # max keeps the first of equal scores: the features on a tie.
+        early, features = max(runs, key=lambda run: run[0].log.best_score)
+        final = CFGAN(early.refit_config(), user_features=features, seed=seed, device=device).fit(train)
         test_metrics, cold = _test_scores(final.score(train), train, test, cold_users)
-        results["CFGAN"] = ModelResult(
-            test_metrics, early.log.best_score, {"epochs": early.log.best_epoch}, time.perf_counter() - start, cold
-        )
+        chosen = {"epochs": early.log.best_epoch}
+        if choose_features:
+            chosen["features"] = features is not None
+            if verbose:
+                print(f"seed {seed} CFGAN validation {metric} with features {runs[0][0].log.best_score:.4f}, "
+                      f"without {runs[1][0].log.best_score:.4f}", flush=True)
+        results["CFGAN"] = ModelResult(test_metrics, early.log.best_score, chosen, time.perf_counter() - start, cold)
         if verbose:
             print(f"seed {seed} CFGAN best validation {metric} {early.log.best_score:.4f} "
                   f"at epoch {early.log.best_epoch}", flush=True)
