@@ -113,6 +113,29 @@ def test_chain_matches_the_layers_bit_for_bit(momentum):
             assert_equal(chained, layered)
 
 
+def test_settings_changed_after_chaining_are_read_by_the_next_chain():
+    """A chain keeps each module's layer settings between calls: a setting changed
+    afterwards (a batch norm's eps, an activation's slope, statistics no longer
+    tracked) must reach the next chained call, as it reaches the layers."""
+    G, D = models()
+    z, real = inputs()
+    with fastgan.use_backend("triton"):
+        Gl, Dl = by_layers(G), by_layers(D)
+        D.features(real), Dl.features(real)  # the first call of a signature runs the layers
+        for it, change in enumerate([None, "eps", "alpha", "untracked"]):
+            for model in (D, Dl):
+                conv, block = model.features[0], model.features[2]
+                if change == "eps":
+                    block.norm.eps = 0.25
+                elif change == "alpha":
+                    conv.alpha = 0.05
+                elif change == "untracked":
+                    block.norm.track_running_stats = False
+            assert D.features(real).grad_fn.name() == CHAIN_NODE
+            assert Dl.features(real).grad_fn.name() != CHAIN_NODE
+            assert_equal(step(G, D, z, real, it)[0], step(Gl, Dl, z, real, it)[0])
+
+
 def r1_step(model, leaf, x):
     """(logits, [R1's gradient with respect to leaf (create_graph=True), the
     parameters' gradients of penalty + loss]) for the input x computed from leaf."""

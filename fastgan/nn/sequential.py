@@ -47,8 +47,9 @@ def _chain():
     return _chain_ops
 
 
-def _hooked(m: nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+def _hook_dicts(m: nn.Module) -> list:
+    """m's hook registries (registering a hook adds to one of these dicts in place)."""
+    return [m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks]
 
 
 def _global_hooks() -> bool:
@@ -90,8 +91,9 @@ class FusedSequential(nn.Sequential):
         plan = self.__dict__.get("_chain_plan")
         if plan is None or plan[0] != children:
             plan = self.__dict__["_chain_plan"] = (children, *_plan(children))
-        _, items, watched, norms = plan
-        if items is None or any(map(_hooked, watched)) or not all(norm.training for norm in norms):
+        _, items, hook_dicts, norms = plan
+        # any() of the dicts themselves: one C-level pass, no Python call per module.
+        if items is None or any(hook_dicts) or not all(norm.training for norm in norms):
             return None
         return items
 
@@ -105,34 +107,94 @@ class FusedSequential(nn.Sequential):
         autocast = torch.is_autocast_enabled(x.device.type)
         if autocast:
             x = V.autocast(x)[0]
-        params = []
+        params, layers, norms = [], [], []
         for m in modules:
-            w, b = m.weight, m.bias
+            w, b = _param(m, "weight"), _param(m, "bias")
             if autocast:
                 w, b = V.autocast(w, b)
-            params += (w, b, m.norm.weight, m.norm.bias) if type(m) in _BLOCKS else (w, b)
-        if FG._path(x, *params) != "triton":
-            return _one_by_one(modules, x)
-        layers, running = [], []
-        for m in modules:
             if type(m) in _BLOCKS:
                 norm = m.norm
-                running_mean, running_var, _, factor = norm._step()
-                layers.append(chain.BlockLayer((tuple(m.stride), tuple(m.padding), tuple(m._block_output_padding()),
-                                                m._block_transposed), norm.eps, norm.act, norm.alpha))
-                running.append((running_mean, running_var, factor))
+                params += (w, b, _param(norm, "weight"), _param(norm, "bias"))
+                norms.append(norm)
             else:
-                transposed = type(m) is ConvTranspose2dAct
-                layers.append(chain.ConvLayer(m.stride, m.padding, m.output_padding if transposed else (0, 0),
-                                              transposed, m._activation()))
-                running.append(None)
-        return chain.run(tuple(layers), tuple(running), x, params)
+                params += (w, b)
+            layers.append(_layer(chain, m))
+        if FG._path(x, *params) != "triton":
+            return _one_by_one(modules, x)
+        running = _count_batches(modules, norms)
+        return chain.run(tuple(layers), running, x, params)
+
+
+def _param(m, name):
+    """m.<name>: a registered parameter read from its dict (nn.Module.__getattr__ is a
+    Python call per read), anything else as the attribute lookup finds it."""
+    found = m._parameters
+    return found[name] if name in found else getattr(m, name)
+
+
+def _layer(chain, m):
+    """The chain layer of module m: made once and kept on m, made again when a setting
+    it was made from has changed (they are read here on every call)."""
+    if type(m) in _BLOCKS:
+        norm = m.norm
+        settings = (m.stride, m.padding, m.output_padding, norm.eps, norm.act, norm.alpha)
+    else:
+        settings = (m.stride, m.padding, m.output_padding, m.act, m.alpha, m.gain, m.clamp)
+    kept = m.__dict__.get("_chain_layer")
+    if kept is not None and kept[0] == settings:
+        return kept[1]
+    if type(m) in _BLOCKS:
+        # Tuples (nn.Conv2d keeps them so): hashable, for conv_bn's per-geometry cache.
+        layer = chain.BlockLayer((tuple(m.stride), tuple(m.padding), tuple(m._block_output_padding()),
+                                  m._block_transposed), norm.eps, norm.act, norm.alpha)
+    else:
+        transposed = type(m) is ConvTranspose2dAct
+        layer = chain.ConvLayer(m.stride, m.padding, m.output_padding if transposed else (0, 0), transposed,
+                                m._activation())
+    m.__dict__["_chain_layer"] = (settings, layer)
+    return layer
+
+
+def _count_batches(modules, norms):
+    """Per module, a block's (running_mean, running_var, momentum factor) or None, after
+    counting this batch in every block's num_batches_tracked as its forward would
+    (FoldedBatchNorm2d._step), with one in-place add for all of them."""
+    tracked = []
+    for norm in norms:
+        if norm.track_running_stats:
+            count = norm._buffers.get("num_batches_tracked")
+            if count is not None:
+                tracked.append(count)
+    if tracked:
+        if tracked[0].is_cuda:
+            torch._foreach_add_(tracked, 1)  # one launch for all (on a CPU, one add each is cheaper)
+        else:
+            for count in tracked:
+                count.add_(1)
+    running, k = [], 0
+    for m in modules:
+        if type(m) not in _BLOCKS:
+            running.append(None)
+            continue
+        norm = norms[k]
+        k += 1
+        if norm.track_running_stats:
+            buffers, momentum = norm._buffers, norm.momentum
+            if momentum is None:
+                count = buffers.get("num_batches_tracked")
+                factor = 0.0 if count is None else 1.0 / float(count)
+            else:
+                factor = momentum
+            running.append((buffers.get("running_mean"), buffers.get("running_var"), factor))
+        else:
+            running.append((None, None, 0.0 if norm.momentum is None else norm.momentum))
+    return tuple(running)
 
 
 def _plan(children):
-    """(items, watched, norms) for these children: items as _runs returns them (None
-    when there is nothing to chain), the modules whose hooks would be skipped, and
-    the blocks' batch norms (which must be in training mode)."""
+    """(items, hook_dicts, norms) for these children: items as _runs returns them (None
+    when there is nothing to chain), the hook registries of the modules whose hooks a
+    chain would skip, and the blocks' batch norms (which must be in training mode)."""
     items, run, watched = [], [], []
     for m in children:
         kind = type(m)
@@ -147,7 +209,8 @@ def _plan(children):
     _flush(run, items)
     chained = [m for item in items if type(item) is list for m in item]
     norms = [m.norm for m in chained if type(m) in _BLOCKS]
-    return (items if chained else None), watched + chained + norms, norms
+    hook_dicts = [d for m in watched + chained + norms for d in _hook_dicts(m)]
+    return (items if chained else None), hook_dicts, norms
 
 
 def _one_by_one(modules, x):
