@@ -94,8 +94,20 @@ class LaunchConfigs:
             self._override = before
 
 
+@functools.lru_cache(maxsize=4096)
+def _strides(shape: tuple, memory_format) -> tuple:
+    """The strides torch.empty(shape, memory_format=memory_format) would give."""
+    return torch.empty(shape, device="meta", memory_format=memory_format).stride()
+
+
 def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
-    out = torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
+    # empty_strided with the strides looked up: the same tensor as torch.empty with a
+    # memory format, for about two thirds of its host time (every launch allocates).
+    try:
+        strides = _strides(shape, memory_format)
+    except TypeError:  # a list
+        strides = _strides(tuple(shape), memory_format)
+    out = torch.empty_strided(shape, strides, dtype=dtype, device=device)
     if _poison:
         out.fill_(float("nan"))
     return out

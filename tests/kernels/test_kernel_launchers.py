@@ -195,3 +195,28 @@ def test_cached_launch_plans_follow_forced_tiles_and_emulation():
     # A new signature is checked again: a bad bias still raises on a planned geometry.
     with pytest.raises(ValueError, match="bias must have shape"):
         KC.conv_fwd(x, w, torch.zeros(3), [1, 1], [1, 1], [0, 0], False, "relu", 0.2, 1.0, None)
+
+
+_LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+@pytest.mark.parametrize("shape, memory_format", [
+    *[(shape, layout) for shape in [(2, 8, 4, 4), (0, 3, 4, 4), (2, 0, 4, 4), (1, 8, 1, 1), (2, 1, 5, 1)]
+      for layout in _LAYOUTS],
+    ((3, 8), torch.contiguous_format), ([3, 8], torch.contiguous_format), ((5,), torch.contiguous_format),
+])
+def test_new_output_is_what_torch_empty_allocates(shape, memory_format):
+    """The launchers' output allocation (strides looked up once per shape, not worked
+    out by torch.empty per call) gives torch.empty's shape, strides, dtype and device,
+    NaN-filled under poison_outputs."""
+    from fastgan.kernels import _common
+
+    expected = torch.empty(shape, dtype=torch.float64, memory_format=memory_format)
+    for poison in (False, True):
+        with _common.poison_outputs(poison):
+            out = _common.new_output(shape, torch.float64, torch.device("cpu"), memory_format)
+        assert (out.shape, out.stride(), out.dtype, out.device) == \
+            (expected.shape, expected.stride(), expected.dtype, expected.device)
+        assert out.is_contiguous(memory_format=memory_format)
+        if poison and out.numel():
+            assert out.isnan().all()
