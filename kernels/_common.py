@@ -121,6 +121,8 @@ def accumulator_type(dtype: torch.dtype):
 def is_dense(t: torch.Tensor) -> bool:
     """True if t's elements fill exactly numel consecutive slots from its data pointer
     (non-overlapping and dense, in any dimension order)."""
+    if t.is_contiguous():  # the common case, without the sort below
+        return True
     expected = 1
     for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1]):
         if stride != expected:

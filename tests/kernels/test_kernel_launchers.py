@@ -220,3 +220,16 @@ def test_new_output_is_what_torch_empty_allocates(shape, memory_format):
         assert out.is_contiguous(memory_format=memory_format)
         if poison and out.numel():
             assert out.isnan().all()
+
+
+def test_is_dense_tells_dense_layouts_from_gaps_and_overlaps():
+    """kernels._common.is_dense (the loss launcher copies what it rejects): any
+    permutation of a dense block is dense; a slice with gaps or an expanded
+    (overlapping) tensor is not."""
+    from fastgan.kernels._common import is_dense
+
+    x = torch.randn(2, 3, 4, 5)
+    dense = [x, x.contiguous(memory_format=torch.channels_last), x.permute(3, 1, 0, 2), x[:1], torch.randn(7)]
+    assert all(is_dense(t) for t in dense)
+    gapped = [x[:, :1], x[:, :, ::2], x[..., :4], torch.randn(8)[::2], torch.randn(1).expand(3), x[:1].expand(2, 3, 4, 5)]
+    assert not any(is_dense(t) for t in gapped)
