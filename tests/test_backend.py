@@ -103,3 +103,23 @@ def test_bfloat16_on_cpu_is_refused_unless_launches_are_stubbed():
                 _backend.resolve(x)
         with pytest.raises(RuntimeError, match="no bfloat16 math"):
             _backend.resolve(x)
+
+
+def test_unrecorded_stub_launches_nothing_and_records_nothing():
+    """recording_launches(execute=False, record=False), the host benchmark's timed
+    steps: each launch is a call that leaves the output as allocated (poisoned) and
+    the list empty; with recording, the same call is recorded; record=False with
+    execute=True is refused."""
+    from fastgan.bench.launches import recording_launches
+    from fastgan.kernels import _common
+
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with fastgan.use_backend("triton"):
+        for record in (True, False):
+            with recording_launches(execute=False, record=record) as launches, _common.poison_outputs():
+                y = FG.linear_bias_act(x, w)
+            assert y.shape == (3, 5) and y.isnan().all()  # never written: nothing ran
+            assert len(launches) == (1 if record else 0)
+    with pytest.raises(ValueError, match="record=False needs execute=False"):
+        with recording_launches(execute=True, record=False):
+            pass

@@ -30,16 +30,25 @@ class Launch:
         return getattr(fn, "__name__", None) or getattr(self.kernel, "__name__", repr(self.kernel))
 
 
+def _no_launch(*args, **kwargs) -> None:
+    """A launch that does nothing and records nothing (record=False)."""
+
+
 @contextlib.contextmanager
-def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
+def recording_launches(execute: bool = True, record: bool = True) -> Iterator[list[Launch]]:
     """Yield a list that receives a Launch per Triton kernel launch made inside the
     block. execute=False replaces every launch by a no-op: outputs keep whatever the
     launchers allocated them with (so results are meaningless), but the host-side work
     (dispatch, checks, planning, allocation) runs exactly as in a real step. Since
     nothing is computed, backend 'triton' then accepts CPU tensors of any dtype without
-    the interpreter (fastgan._backend.stubbed_launches)."""
+    the interpreter (fastgan._backend.stubbed_launches). record=False (only with
+    execute=False) records nothing either: each launch is a call of a function that
+    does nothing, with the launcher's arguments (timing the host work around launches
+    without the recording's own cost); the list stays empty."""
     from triton.runtime.jit import KernelInterface
 
+    if not record and execute:
+        raise ValueError("record=False needs execute=False: a launch that runs is always recorded")
     launches: list[Launch] = []
     original = KernelInterface.__getitem__
 
@@ -51,6 +60,10 @@ def recording_launches(execute: bool = True) -> Iterator[list[Launch]]:
             return None
 
         return launch
+
+    if not record:
+        def getitem(self, grid):  # noqa: F811  (the non-recording stub)
+            return _no_launch
 
     KernelInterface.__getitem__ = getitem
     try:
