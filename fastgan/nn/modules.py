@@ -131,17 +131,30 @@ class _BatchNormActMixin(_ActMixin):
     def _step(self):
         """One forward's bookkeeping (counts the batch when training): (running mean,
         running var (None when not kept), use batch statistics, momentum factor)."""
+        tracked = self._batch_counter()
+        if tracked is not None:
+            tracked.add_(1)
+        return self._counted_step()
+
+    def _batch_counter(self):
+        """num_batches_tracked when this forward counts a batch (training and tracking
+        running statistics), else None."""
         # The buffers read from _buffers directly: nn.Module.__getattr__ per read is a
         # Python call, and every fused batch-norm forward of a training step comes here.
+        if self.training and self.track_running_stats:
+            return self._buffers.get("num_batches_tracked")
+        return None
+
+    def _counted_step(self):
+        """_step's result once the batch is counted (fastgan.nn.sequential counts the
+        batches of a chain's blocks together, then asks each block for this)."""
         buffers, training, momentum = self._buffers, self.training, self.momentum
         running_mean, running_var = buffers.get("running_mean"), buffers.get("running_var")
         factor = 0.0 if momentum is None else momentum
-        if training and self.track_running_stats:
-            tracked = buffers.get("num_batches_tracked")
+        if momentum is None:
+            tracked = self._batch_counter()
             if tracked is not None:
-                tracked.add_(1)
-                if momentum is None:
-                    factor = 1.0 / float(tracked)
+                factor = 1.0 / float(tracked)
         use_batch_stats = training or (running_mean is None and running_var is None)
         keep = not training or self.track_running_stats
         return running_mean if keep else None, running_var if keep else None, use_batch_stats, factor

@@ -156,38 +156,24 @@ def _layer(chain, m):
 
 
 def _count_batches(modules, norms):
-    """Per module, a block's (running_mean, running_var, momentum factor) or None, after
-    counting this batch in every block's num_batches_tracked as its forward would
-    (FoldedBatchNorm2d._step), with one in-place add for all of them."""
-    tracked = []
-    for norm in norms:
-        if norm.track_running_stats:
-            count = norm._buffers.get("num_batches_tracked")
-            if count is not None:
-                tracked.append(count)
+    """Per module, a block's (running_mean, running_var, momentum factor) or None, as
+    each block's forward would have them (FoldedBatchNorm2d._step), with the batch
+    counted in all their num_batches_tracked at once."""
+    tracked = [count for count in (norm._batch_counter() for norm in norms) if count is not None]
     if tracked:
         if tracked[0].is_cuda:
             torch._foreach_add_(tracked, 1)  # one launch for all (on a CPU, one add each is cheaper)
         else:
             for count in tracked:
                 count.add_(1)
-    running, k = [], 0
+    steps = iter([norm._counted_step() for norm in norms])
+    running = []
     for m in modules:
-        if type(m) not in _BLOCKS:
-            running.append(None)
-            continue
-        norm = norms[k]
-        k += 1
-        if norm.track_running_stats:
-            buffers, momentum = norm._buffers, norm.momentum
-            if momentum is None:
-                count = buffers.get("num_batches_tracked")
-                factor = 0.0 if count is None else 1.0 / float(count)
-            else:
-                factor = momentum
-            running.append((buffers.get("running_mean"), buffers.get("running_var"), factor))
+        if type(m) in _BLOCKS:
+            running_mean, running_var, _, factor = next(steps)
+            running.append((running_mean, running_var, factor))
         else:
-            running.append((None, None, 0.0 if norm.momentum is None else norm.momentum))
+            running.append(None)
     return tuple(running)
 
 
