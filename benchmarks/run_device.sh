@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
-# The device run, most valuable figures first, sized for a fresh lent H200: 15 minutes of
-# device time in all, the machine's start-up (1-3 minutes) included, and at most 10
-# minutes (600 s) per call. The stage limits below add up to BUDGET_S (560 s with the
-# kill grace) and the correctness sweep and the bf16 DCGAN step end within the first
-# 300 s (limits, not measured times: no device run has timed these stages yet); `--plan` prints them without running anything. Every stage runs under its own
-# `timeout` (SIGINT first: pytest still writes its report) and writes its JSON under
-# $OUT as soon as it ends, so a stage that runs out of time still leaves the earlier
-# ones' data. $OUT gets at most 8 files (what a device call brings back):
+# The device run, sized for a lent H200: 15 minutes of device time in all, each machine's
+# start-up (1-3 minutes) included, at most 10 minutes (600 s) per call. Two calls:
+#   1. benchmarks/run_device.sh correctness warm    (EXPORT_CACHE=1)
+#      the `-m gpu` tests on 10 pytest-xdist workers while `warm` runs, in the
+#      background, every benchmark below once untimed: Triton's and inductor's compiles
+#      land in /tmp/fastgan-cache, which EXPORT_CACHE=1 packs into $OUT
+#      (compile-cache.tar.xz.part*, intermediate IR left out).
+#   2. benchmarks/run_device.sh step layers profile
+#      with those parts carried in .device-cache/: setup unpacks them, so the timed
+#      stages start with every kernel compiled (on the same image, GPU and versions the
+#      cache keys match; a miss only costs compile time).
+# Every stage runs under its own `timeout` (SIGINT first: pytest still writes its
+# report) and writes its JSON under $OUT as soon as it ends (`fastgan bench` rewrites
+# its JSON after every provider), so a stage that runs out of time keeps what it
+# measured. $OUT gets at most 8 files (what a device call brings back):
 #   log.txt, stages.jsonl (the environment, then one line per stage: exit code,
 #   seconds, timed out) and one JSON per stage:
-#   1 correctness     the `-m gpu` tests (test_gpu_sweep.py first: conv / transposed
-#                     conv / linear, forward and both gradients, every shipped tile; then
-#                     batch norm, loss) in bf16, fp16 and fp32 against a float64
-#                     reference, on pytest-xdist workers when it is there -> correctness.json
-#   2 step-bf16-b256  DCGAN-64 training step, eager / torch.compile / fastgan (and
-#                     fastgan-cuda-graph) side by side with MFU   -> gan_step_bf16_b256.json
-#   3 step-fp32-b64   the same in float32 at batch 64 (eager, compile, fastgan)
-#                                                                 -> gan_step_fp32_b64.json
-#   4 layers-conv     per-layer conv figures                      -> conv_layers_<device>_<date>.json
-#   5 layers-loss-bn  loss and batch norm, bf16                   -> loss_bn_<device>_<date>.json
-#   6 profile         torch.profiler summary of the fastgan step  -> profile_fastgan_step.json
+#   correctness     the `-m gpu` tests: conv / transposed conv / linear sweep (every
+#                   shipped tile, forward and both gradients), batch norm, loss, in bf16,
+#                   fp16 and fp32 against a float64 reference; CUDA-graph replay equal to
+#                   the eager step bit for bit; every step provider at a small size
+#                                                           -> correctness.json
+#   step-bf16-b256  DCGAN-64 training step: eager, fastgan, fastgan-cuda-graph, compile,
+#                   compile-reduce-overhead side by side with MFU -> gan_step_bf16_b256.json
+#   step-fp32-b64   the same in float32 at batch 64 (eager, fastgan, compile)
+#                                                           -> gan_step_fp32_b64.json
+#   layers-conv     per-layer conv figures                  -> conv_layers_<device>_<date>.json
+#   layers-loss-bn  loss and batch norm, bf16               -> loss_bn_<device>_<date>.json
+#   profile         torch.profiler summary of the fastgan step -> profile_fastgan_step.json
 # Usage (repository root or anywhere): benchmarks/run_device.sh [--plan] [group ...]
-# with groups correctness, step, layers, profile (default: all, in the order above).
-# Limits (seconds) from the environment: SETUP_S, CORRECTNESS_S, STEP_BF16_S,
-# STEP_FP32_S, LAYERS_CONV_S, LAYERS_LOSS_BN_S, PROFILE_S; BUDGET_S, FIRST_S.
+# with groups correctness, warm, step, layers, profile (default: all, which does not
+# fit one call at the default limits: --plan says so). Limits (seconds) from the
+# environment: SETUP_S, CORRECTNESS_S, WARM_S, STEP_BF16_S, STEP_FP32_S, LAYERS_CONV_S,
+# LAYERS_LOSS_BN_S, PROFILE_S; BUDGET_S (one call), FIRST_S (the first figures).
 # Needs PyTorch + Triton on the machine (python3, no network): fastgan is installed with
 # `pip install --no-deps -e .`, or, when that fails, imported from a folder of links
 # (fastgan/ plus kernels/ as fastgan/kernels, the layout pyproject.toml installs).
@@ -35,21 +44,25 @@ want() { [[ " $GROUPS_WANTED " == *" all "* || " $GROUPS_WANTED " == *" $1 "* ]]
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
-SETUP_S=${SETUP_S:-55}           # pip install 30, import check 10, environment 10, nvidia-smi 5
-CORRECTNESS_S=${CORRECTNESS_S:-90}
-STEP_BF16_S=${STEP_BF16_S:-140}
+SETUP_S=${SETUP_S:-60}           # cache unpack 10, pip install 30, import check 10, environment 10
+CORRECTNESS_S=${CORRECTNESS_S:-225}
+WARM_S=${WARM_S:-$CORRECTNESS_S} # in the background, beside correctness
+STEP_BF16_S=${STEP_BF16_S:-170}
 STEP_FP32_S=${STEP_FP32_S:-80}
-LAYERS_CONV_S=${LAYERS_CONV_S:-60}
-LAYERS_LOSS_BN_S=${LAYERS_LOSS_BN_S:-35}
-PROFILE_S=${PROFILE_S:-35}
+LAYERS_CONV_S=${LAYERS_CONV_S:-80}
+LAYERS_LOSS_BN_S=${LAYERS_LOSS_BN_S:-40}
+PROFILE_S=${PROFILE_S:-45}
+EXPORT_S=30                      # packing the compile cache (EXPORT_CACHE=1)
 KILL_AFTER_S=5                   # after SIGINT, SIGKILL this much later
 BUDGET_S=${BUDGET_S:-560}        # every limit plus its grace: fits one 600 s call
-FIRST_S=${FIRST_S:-300}          # correctness and the bf16 step end by then
+FIRST_S=${FIRST_S:-300}          # the first figures (correctness or the bf16 step) by then
 
-# group stage limit: the stages in run order (setup always runs).
+# group stage limit: the stages in run order (setup always runs; warm runs beside
+# correctness, so the longer of the two counts).
 PLAN_ROWS=(
     "setup setup $SETUP_S"
     "correctness correctness $CORRECTNESS_S"
+    "warm warm $WARM_S"
     "step step-bf16-b256 $STEP_BF16_S"
     "step step-fp32-b64 $STEP_FP32_S"
     "layers layers-conv $LAYERS_CONV_S"
@@ -57,17 +70,30 @@ PLAN_ROWS=(
     "profile profile $PROFILE_S"
 )
 plan() {
-    local total=0 first=0 row group name limit
+    local total=0 first=0 beside=0 row group name limit
     printf "%-16s %6s %8s\n" stage limit "ends by"
     for row in "${PLAN_ROWS[@]}"; do
         read -r group name limit <<<"$row"
         [[ $group == setup ]] || want "$group" || continue
+        if [[ $name == correctness ]]; then
+            beside=$((limit + KILL_AFTER_S))
+        elif [[ $name == warm ]]; then
+            # Beside correctness: only what it runs past correctness adds.
+            local extra=$((limit + KILL_AFTER_S - beside))
+            ((extra > 0)) || extra=0
+            total=$((total + extra))
+            printf "%-16s %6d %8d  (beside correctness)\n" "$name" "$limit" "$total"
+            continue
+        fi
         total=$((total + limit + KILL_AFTER_S))
-        [[ $name == setup || $name == correctness || $name == step-bf16-b256 ]] && first=$total
+        ((first == 0)) && [[ $name == correctness || $name == step-bf16-b256 ]] && first=$total
         printf "%-16s %6d %8d\n" "$name" "$limit" "$total"
     done
-    echo "total ${total}s (budget ${BUDGET_S}s); correctness + bf16 step by ${first}s (target ${FIRST_S}s)"
-    ((total <= BUDGET_S && first <= FIRST_S))
+    [[ ${EXPORT_CACHE:-0} == 1 ]] && total=$((total + EXPORT_S)) && printf "%-16s %6d %8d\n" export "$EXPORT_S" "$total"
+    echo "total ${total}s (budget ${BUDGET_S}s); first figures by ${first}s (target ${FIRST_S}s)"
+    ((total <= BUDGET_S && first <= FIRST_S)) && return 0
+    ((total > BUDGET_S)) && echo "over one call's budget: run the groups in two calls (correctness warm; step layers profile)"
+    return 1
 }
 if ((PLAN)); then plan; exit $?; fi
 plan >/dev/null || { plan; echo "stage limits exceed the budget" >&2; exit 2; }
@@ -76,11 +102,23 @@ OUT="${OUT:-benchmarks/results/device-run}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 WORK="$(mktemp -d)"  # what must not land in $OUT (8 files come back)
-unset TRITON_INTERPRET FASTGAN_BENCH_QUICK
-export TRITON_DEFAULT_FP_FUSION=1 PYTHONUNBUFFERED=1
+unset FASTGAN_BENCH_QUICK
+# Compiled kernels on the GPU: tests/conftest.py turns the interpreter on unless it is
+# set, and "unset" would leave it to that default.
+export TRITON_INTERPRET=0 TRITON_DEFAULT_FP_FUSION=1 PYTHONUNBUFFERED=1
+CACHE_ROOT="${CACHE_ROOT:-/tmp/fastgan-cache}"
+export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$CACHE_ROOT/triton}"
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$CACHE_ROOT/inductor}"
+CACHE_IN="${CACHE_IN:-$ROOT/.device-cache}"
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 status=0
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/log.txt"; }
+stage_line() {  # NAME RC SECONDS
+    local timed_out=false
+    [[ $2 == 124 || $2 == 137 ]] && timed_out=true
+    echo "{\"stage\": \"$1\", \"rc\": $2, \"seconds\": $3, \"timed_out\": $timed_out}" >>"$OUT/stages.jsonl"
+    [[ $2 == 0 ]] || { log "$1: exit $2"; status=1; }
+}
 # stage NAME SECONDS command...: run under a timeout, output to log.txt and
 # $WORK/NAME.log, one line to stages.jsonl.
 stage() {
@@ -89,15 +127,18 @@ stage() {
     log "$name (limit ${limit}s): $*"
     local t0=$SECONDS
     timeout -s INT --kill-after="$KILL_AFTER_S" "$limit" "$@" 2>&1 | tee "$WORK/$name.log" >>"$OUT/log.txt"
-    local rc=${PIPESTATUS[0]}
-    local timed_out=false
-    [[ $rc == 124 || $rc == 137 ]] && timed_out=true
-    echo "{\"stage\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0)), \"timed_out\": $timed_out}" \
-        >>"$OUT/stages.jsonl"
-    [[ $rc == 0 ]] || { log "$name: exit $rc"; status=1; }
+    stage_line "$name" "${PIPESTATUS[0]}" $((SECONDS - t0))
 }
 
 log "setup (limit ${SETUP_S}s)"
+if compgen -G "$CACHE_IN/compile-cache.tar.xz.part*" >/dev/null; then
+    # Parts in name order (split's aa, ab, ...); tar restores the absolute cache paths.
+    if cat "$CACHE_IN"/compile-cache.tar.xz.part* | timeout 20 xz -d | tar -C / -x 2>>"$OUT/log.txt"; then
+        log "setup: compile cache unpacked ($(find "$CACHE_ROOT" -type f | wc -l) files)"
+    else
+        log "setup: compile cache could not be unpacked (compiles will run)"
+    fi
+fi
 if ! timeout 30 "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/log.txt" 2>&1 ||
     ! timeout 10 "$PY" -c "import fastgan.kernels" >>"$OUT/log.txt" 2>&1; then
     # The package layout without installing: fastgan/'s entries and kernels/ as fastgan/kernels.
@@ -112,37 +153,100 @@ timeout 10 "$PY" benchmarks/device_run.py environment >>"$OUT/stages.jsonl" 2>>"
 timeout 5 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv \
     >>"$OUT/log.txt" 2>&1
 
+# The benchmarks' commands, shared by warm (untimed, one step) and the timed stages.
+BENCH=("$PY" -m fastgan bench --device cuda)
+BF16=(--dtype bfloat16 --batch 256)
+FP32=(--dtype float32 --batch 64)
+BF16_PROVIDERS=eager,fastgan,fastgan-cuda-graph,compile,compile-reduce-overhead  # most valuable first
+FP32_PROVIDERS=eager,fastgan,compile
+LAYERS_CONV=("$PY" benchmarks/bench_conv_layers.py --batch 256)
+LAYERS_LOSS_BN=("$PY" benchmarks/bench_loss_bn.py --dtypes bfloat16)
+PROFILE=("$PY" benchmarks/profile_step.py --provider fastgan --dtype bfloat16 --batch 256)
+# in_background LOG SECONDS command...: a warm job, its pid added to WARM_PIDS.
+WARM_PIDS=()
+in_background() {
+    local out=$1 limit=$2
+    shift 2
+    timeout -s INT --kill-after="$KILL_AFTER_S" "$limit" "$@" >>"$out" 2>&1 &
+    WARM_PIDS+=($!)
+}
+
+if want warm; then
+    # Every compile the timed stages will need, while correctness runs (its results do
+    # not depend on timing), in three queues. Output to $WORK only: these runs' figures,
+    # taken beside the tests, mean nothing.
+    log "warm (limit ${WARM_S}s, in the background)"
+    WARM_T0=$SECONDS
+    warm_queue() {  # LOG command... ; command... (each command one string)
+        local out=$1
+        shift
+        in_background "$out" "$WARM_S" bash -c "$(printf '%s && ' "$@") true"
+    }
+    q() { printf '%q ' "$@"; }
+    warm_queue "$WORK/warm-bf16.log" \
+        "$(q "${BENCH[@]}" "${BF16[@]}" --providers fastgan,compile,compile-reduce-overhead --steps 1 --warmup 1)" \
+        "$(q "${PROFILE[@]}" --steps 1 --warmup 1 --out "$WORK/warm-profile.json")"
+    warm_queue "$WORK/warm-fp32.log" "$(q "${BENCH[@]}" "${FP32[@]}" --providers fastgan,compile --steps 1 --warmup 1)"
+    warm_queue "$WORK/warm-layers.log" "$(q "${LAYERS_CONV[@]}" --out "$WORK/warm-layers")" \
+        "$(q "${LAYERS_LOSS_BN[@]}" --out "$WORK/warm-layers")"
+fi
+
 if want correctness; then
     XDIST=()
-    "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 12)  # Triton compiles on 12 cores at once
-    stage correctness "$CORRECTNESS_S" "$PY" -m pytest -v -m gpu tests/kernels/test_gpu_sweep.py tests/kernels \
+    "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 10)  # Triton compiles on 10 cores at once; warm uses the rest
+    # The longest tests first (xdist hands tests out in this order).
+    stage correctness "$CORRECTNESS_S" "$PY" -m pytest -v -m gpu tests/test_cuda_graph.py \
+        tests/test_bench_graph_providers.py tests/kernels/test_gpu_sweep.py tests/kernels \
         -p no:cacheprovider "${XDIST[@]}" --junitxml "$WORK/correctness.xml"
     "$PY" benchmarks/device_run.py correctness "$WORK/correctness.xml" "$WORK/correctness.log" \
         >"$OUT/correctness.json" 2>>"$OUT/log.txt"
 fi
 
+if ((${#WARM_PIDS[@]})); then
+    warm_rc=0
+    for pid in "${WARM_PIDS[@]}"; do wait "$pid" || warm_rc=$?; done
+    stage_line warm "$warm_rc" $((SECONDS - WARM_T0))
+    # Prefixed: the summary below greps log.txt for the timed tables.
+    for f in "$WORK"/warm-*.log; do tail -n 15 "$f" | sed "s|^|warm $(basename "$f" .log)\| |" >>"$OUT/log.txt"; done
+fi
+
 if want step; then
-    stage step-bf16-b256 "$STEP_BF16_S" "$PY" -m fastgan bench --device cuda --dtype bfloat16 --batch 256 \
-        --providers eager,compile,fastgan,fastgan-cuda-graph --steps 10 --warmup 3 \
-        --json "$OUT/gan_step_bf16_b256.json"
-    stage step-fp32-b64 "$STEP_FP32_S" "$PY" -m fastgan bench --device cuda --dtype float32 --batch 64 \
-        --providers eager,compile,fastgan --steps 10 --warmup 2 --json "$OUT/gan_step_fp32_b64.json"
+    stage step-bf16-b256 "$STEP_BF16_S" "${BENCH[@]}" "${BF16[@]}" --providers "$BF16_PROVIDERS" --steps 10 \
+        --warmup 3 --json "$OUT/gan_step_bf16_b256.json"
+    stage step-fp32-b64 "$STEP_FP32_S" "${BENCH[@]}" "${FP32[@]}" --providers "$FP32_PROVIDERS" --steps 10 \
+        --warmup 2 --json "$OUT/gan_step_fp32_b64.json"
 fi
 
 if want layers; then
-    stage layers-conv "$LAYERS_CONV_S" "$PY" benchmarks/bench_conv_layers.py --batch 256 --out "$OUT"
-    stage layers-loss-bn "$LAYERS_LOSS_BN_S" "$PY" benchmarks/bench_loss_bn.py --dtypes bfloat16 --out "$OUT"
+    stage layers-conv "$LAYERS_CONV_S" "${LAYERS_CONV[@]}" --out "$OUT"
+    stage layers-loss-bn "$LAYERS_LOSS_BN_S" "${LAYERS_LOSS_BN[@]}" --out "$OUT"
 fi
 
 if want profile; then
-    stage profile "$PROFILE_S" "$PY" benchmarks/profile_step.py --provider fastgan --dtype bfloat16 \
-        --batch 256 --steps 3 --warmup 3 --out "$OUT/profile_fastgan_step.json"
+    stage profile "$PROFILE_S" "${PROFILE[@]}" --steps 3 --warmup 3 --out "$OUT/profile_fastgan_step.json"
+fi
+
+if [[ ${EXPORT_CACHE:-0} == 1 && -d $CACHE_ROOT ]]; then
+    # The compiled kernels for the next call (carried in .device-cache/): without the
+    # intermediate IR, which a cache hit never reads (Triton loads the .json and .cubin).
+    # 15 MiB parts: a device call brings back files of at most 16 MiB.
+    t0=$SECONDS
+    tar -C / -c --exclude='*.llir' --exclude='*.ttir' --exclude='*.ttgir' --exclude='*.ptx' --exclude='*.source' \
+        "${CACHE_ROOT#/}" 2>>"$OUT/log.txt" | timeout "$EXPORT_S" xz -T0 -3 |
+        split -b 15M - "$OUT/compile-cache.tar.xz.part"
+    stage_line export "${PIPESTATUS[1]}" $((SECONDS - t0))
+    log "export: $(du -ch "$OUT"/compile-cache.tar.xz.part* | tail -1)"
 fi
 
 # The short summary last: the reply carries the end of the output.
 echo "--- stages"; cat "$OUT/stages.jsonl" 2>/dev/null
-[[ -f "$OUT/correctness.json" ]] &&
-    "$PY" -c "import json,sys; print('correctness', json.load(open(sys.argv[1]))['counts'])" "$OUT/correctness.json"
+[[ -f "$OUT/correctness.json" ]] && "$PY" - "$OUT/correctness.json" <<'PYTHON'
+import json, sys
+c = json.load(open(sys.argv[1]))
+print("correctness", c["counts"])
+bad = [x["test"] for x in c["cases"] if x["outcome"] in ("failure", "error")]
+print("\n".join(f"  not passed: {t}" for t in bad[:15]) + (f"\n  ... {len(bad) - 15} more" if len(bad) > 15 else ""))
+PYTHON
 grep -h -A8 "^provider" "$OUT/log.txt" | tail -24
 files=$(find "$OUT" -type f | wc -l)
 ((files <= 8)) || log "warning: $files files under \$OUT; a device call brings back 8"

@@ -143,6 +143,21 @@ def test_run_records_round_trip_and_table(tmp_path):
     assert rows["eager"][-1] == "n/a" and rows["fastgan"][4] == "n/a"  # no peak memory on a CPU; no compile row
 
 
+def test_run_hands_over_the_result_after_every_provider():
+    """What `fastgan bench --json` rewrites its file from: a run stopped at a time limit
+    keeps the rows measured so far, the skipped / failed ones included."""
+    cfg = dcgan.StepConfig(batch=2, size=8, width=4, latent=5)
+    seen = []
+    final = dcgan.run(cfg, ["eager", "fastgan-cuda-graph", "fastgan"], warmup=1, steps=2,
+                      on_record=lambda so_far: seen.append(so_far.as_dict()))
+    assert [[r["provider"] for r in s["records"]] for s in seen] == [
+        ["eager"], ["eager", "fastgan-cuda-graph"], ["eager", "fastgan-cuda-graph", "fastgan"]]
+    assert seen[1]["records"][1]["skipped"] and seen[1]["records"][1]["ms_per_step"] is None
+    assert seen[-1] == final.as_dict()
+    fast = seen[-1]["records"][2]
+    assert fast["vs_eager"] == pytest.approx(seen[0]["records"][0]["ms_per_step"] / fast["ms_per_step"])
+
+
 def test_bad_configs_name_the_argument():
     with pytest.raises(ValueError, match="size"):
         dcgan.StepConfig(size=48)

@@ -4,7 +4,9 @@ junit XML or, when a stage was killed before pytest wrote it, from the -v log.""
 
 import os
 import pathlib
+import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -27,19 +29,96 @@ def test_script_parses():
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
-def test_stage_limits_fit_one_device_call_with_the_first_figures_in_five_minutes():
-    proc = _plan()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    total, first = map(int, re.search(r"total (\d+)s .* by (\d+)s", proc.stdout).groups())
-    stages = [line.split()[0] for line in proc.stdout.splitlines()[1:-1]]
-    assert stages == ["setup", "correctness", "step-bf16-b256", "step-fp32-b64", "layers-conv", "layers-loss-bn",
-                      "profile"]
-    assert total <= CALL_LIMIT_S - 30 and first <= 300
-    # A stage limit raised past the budget is refused before anything runs.
-    assert _plan(STEP_BF16_S="400").returncode == 1
-    assert _plan(CORRECTNESS_S="150").returncode == 1  # the step would end after 300 s
-    only = _plan("correctness", "step")
-    assert only.returncode == 0 and "layers" not in only.stdout and "profile" not in only.stdout
+CALL_1 = ("correctness", "warm")
+CALL_2 = ("step", "layers", "profile")
+
+
+def _limits(proc):
+    return tuple(map(int, re.search(r"total (\d+)s .* by (\d+)s", proc.stdout).groups()))
+
+
+def test_each_of_the_two_calls_fits_one_device_call_with_first_figures_in_five_minutes():
+    first = _plan(*CALL_1, EXPORT_CACHE="1")
+    second = _plan(*CALL_2)
+    for proc in (first, second):
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        total, first_figures = _limits(proc)
+        assert total <= CALL_LIMIT_S - 30 and first_figures <= 300
+    assert [line.split()[0] for line in first.stdout.splitlines()[1:-1]] == ["setup", "correctness", "warm", "export"]
+    assert [line.split()[0] for line in second.stdout.splitlines()[1:-1]] == [
+        "setup", "step-bf16-b256", "step-fp32-b64", "layers-conv", "layers-loss-bn", "profile"]
+    # warm runs beside correctness: it adds nothing while it ends no later.
+    assert _limits(_plan("correctness", "warm")) == _limits(_plan("correctness"))
+    assert _limits(_plan("correctness", "warm", WARM_S="300"))[0] == _limits(_plan("correctness"))[0] + 75
+
+
+def test_limits_past_the_budget_are_refused_before_anything_runs():
+    everything = _plan()
+    assert everything.returncode == 1 and "two calls" in everything.stdout
+    assert _plan(*CALL_2, STEP_BF16_S="400").returncode == 1
+    assert _plan(*CALL_1, CORRECTNESS_S="300").returncode == 1  # first figures after 300 s
+    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OUT": "/nonexistent/never-made"})
+    assert proc.returncode == 2 and "exceed the budget" in proc.stderr
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+exit 0
+"""
+
+
+def test_the_two_calls_hand_the_compile_cache_from_the_first_to_the_second(tmp_path):
+    """The script's own logic with every python command stubbed (it needs a GPU for the
+    real ones): warm queues every timed benchmark's command, the first call packs the
+    compile cache without intermediate IR, the second unpacks it and runs the timed
+    stages in order, each with its JSON under $OUT."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    cache = tmp_path / "cache-root"
+    kernel = cache / "triton" / "ABC" / "kernel.cubin"
+    kernel.parent.mkdir(parents=True)
+    kernel.write_bytes(os.urandom(50_000))
+    (kernel.parent / "kernel.llir").write_text("; IR a cache hit never reads")
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PYTHON": str(fake), "CALLS": str(calls), "CACHE_ROOT": str(cache)}
+
+    def call(groups, out, **extra):
+        proc = subprocess.run(["bash", str(SCRIPT), *groups], capture_output=True, text=True, timeout=120,
+                              env={**env, "OUT": str(out), **extra})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        lines = calls.read_text().splitlines()
+        calls.unlink()
+        return proc, lines, [json.loads(line) for line in (out / "stages.jsonl").read_text().splitlines()]
+
+    _, lines, stages = call(CALL_1, tmp_path / "out1", EXPORT_CACHE="1")
+    assert [s["stage"] for s in stages] == ["correctness", "warm", "export"] and all(s["rc"] == 0 for s in stages)
+    warm = [line for line in lines if "--steps 1 --warmup 1" in line or "warm-layers" in line]
+    assert any("bfloat16 --batch 256 --providers fastgan,compile,compile-reduce-overhead" in w for w in warm)
+    assert any("float32 --batch 64 --providers fastgan,compile" in w for w in warm)
+    assert any("profile_step.py" in w for w in warm) and any("bench_conv_layers.py" in w for w in warm)
+    assert any("bench_loss_bn.py" in w for w in warm)
+    pytest_line = next(line for line in lines if line.startswith("-m pytest"))
+    assert "-m gpu tests/test_cuda_graph.py tests/test_bench_graph_providers.py" in pytest_line
+    parts = sorted((tmp_path / "out1").glob("compile-cache.tar.xz.part*"))
+    assert parts and len(list((tmp_path / "out1").iterdir())) <= 8
+
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    for part in parts:
+        (carried / part.name).write_bytes(part.read_bytes())
+    cubin = kernel.read_bytes()
+    shutil.rmtree(cache)
+    proc, lines, stages = call(CALL_2, tmp_path / "out2", CACHE_IN=str(carried))
+    assert kernel.read_bytes() == cubin and not (kernel.parent / "kernel.llir").exists()
+    assert "compile cache unpacked (1 files)" in proc.stdout
+    assert [s["stage"] for s in stages] == ["step-bf16-b256", "step-fp32-b64", "layers-conv", "layers-loss-bn",
+                                            "profile"]
+    bf16 = next(line for line in lines if "--dtype bfloat16 --batch 256 --providers eager," in line)
+    assert "eager,fastgan,fastgan-cuda-graph,compile,compile-reduce-overhead --steps 10" in bf16
+    assert bf16.endswith(str(tmp_path / "out2" / "gan_step_bf16_b256.json"))
+    assert not any("-m pytest" in line for line in lines)
 
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>

@@ -452,11 +452,14 @@ def unmeasured_record(provider: str, cfg: StepConfig, *, skipped: str | None = N
     }
 
 
-def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 10, log=None) -> StepResult:
+def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 10, log=None,
+        on_record=None) -> StepResult:
     """The step-level comparison on cfg.device: the dense matmul rate first (for MFU),
     the step's FLOPs, then each provider. A provider that needs CUDA is skipped on a
     CPU; one that raises is recorded as failed with its error (the others are still
-    measured: a device run is short and one failure should not cost the rest)."""
+    measured: a device run is short and one failure should not cost the rest).
+    on_record(result so far) is called after each provider, so that a run stopped at a
+    time limit still leaves the rows it measured."""
     bad = [p for p in providers if p not in PROVIDERS]
     if bad or not providers:
         raise ValueError(f"providers must be a non-empty subset of {PROVIDERS}, got {list(providers)!r}")
@@ -465,34 +468,46 @@ def run(cfg: StepConfig, providers=PROVIDERS, *, warmup: int = 3, steps: int = 1
     matmul = measure.matmul_tflops(cfg.device)
     flops = step_flops(cfg)
     inputs = make_inputs(cfg)
+    config = {k: getattr(cfg, k) for k in StepConfig.__dataclass_fields__}
+    environment = measure.environment(cfg.device)
+    timing = {"warmup_steps": warmup, "timed_steps": steps, "statistic": "median",
+              "clock": "cuda events" if measure.is_cuda(cfg.device) else "perf_counter"}
+
+    def result() -> StepResult:
+        return StepResult(config=config, flops=flops, matmul=matmul, records=add_ratios([dict(r) for r in records]),
+                          environment=environment, timing=timing)
+
     records = []
     for provider in providers:
-        reason = skip_reason(provider, cfg.device)
-        if reason is not None:
-            if log:
-                log(f"{provider}: skipped ({reason})")
-            records.append(unmeasured_record(provider, cfg, skipped=reason))
-            continue
+        records.append(_measure_provider(provider, cfg, warmup=warmup, steps=steps, inputs=inputs, matmul=matmul,
+                                         flops=flops, log=log))
+        if on_record is not None:
+            on_record(result())
+    return result()
+
+
+def _measure_provider(provider: str, cfg: StepConfig, *, warmup, steps, inputs, matmul, flops, log) -> dict:
+    """One provider's row: measured, or skipped / failed with the reason."""
+    reason = skip_reason(provider, cfg.device)
+    if reason is not None:
         if log:
-            log(f"{provider}: warming up ({warmup} step(s)) and timing {steps}")
-        try:
-            rec = bench_provider(provider, cfg, warmup=warmup, steps=steps, inputs=inputs)
-        except Exception as error:  # recorded, reported as a failure by the caller, never dropped
-            text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-            if log:
-                log(f"{provider}: failed ({text})")
-            records.append(unmeasured_record(provider, cfg, error=text))
-            continue
-        rec.update(skipped=None, error=None)
-        rec["tflops"] = flops["total"] / (rec["ms_per_step"] * 1e-3) / 1e12
-        rec["mfu"] = rec["tflops"] / matmul["tflops"]
-        records.append(rec)
-    add_ratios(records)
-    config = {k: getattr(cfg, k) for k in StepConfig.__dataclass_fields__}
-    return StepResult(config=config, flops=flops, matmul=matmul, records=records,
-                      environment=measure.environment(cfg.device),
-                      timing={"warmup_steps": warmup, "timed_steps": steps, "statistic": "median",
-                              "clock": "cuda events" if measure.is_cuda(cfg.device) else "perf_counter"})
+            log(f"{provider}: skipped ({reason})")
+        return unmeasured_record(provider, cfg, skipped=reason)
+    if log:
+        log(f"{provider}: warming up ({warmup} step(s)) and timing {steps}")
+    try:
+        rec = bench_provider(provider, cfg, warmup=warmup, steps=steps, inputs=inputs)
+    except Exception as error:  # recorded, reported as a failure by the caller, never dropped
+        text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        if log:
+            log(f"{provider}: failed ({text})")
+        return unmeasured_record(provider, cfg, error=text)
+    rec.update(skipped=None, error=None)
+    rec["tflops"] = flops["total"] / (rec["ms_per_step"] * 1e-3) / 1e12
+    rec["mfu"] = rec["tflops"] / matmul["tflops"]
+    if log:
+        log(f"{provider}: {rec['ms_per_step']:.3f} ms/step")
+    return rec
 
 
 # ------------------------------------------------------------------ the table

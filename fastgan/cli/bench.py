@@ -98,8 +98,11 @@ def run_bench(args) -> int:
     providers = args.providers or list(dcgan.PROVIDERS)
     log = lambda text: print(f"fastgan bench: {text}", file=sys.stderr, flush=True)  # noqa: E731
     log(f"{cfg.describe()} on {measure.device_name(device)}; providers {', '.join(providers)}")
+    # With --json the file is rewritten after every provider: a run stopped at a time
+    # limit (benchmarks/run_device.sh) keeps the rows it measured.
+    partial = None if args.json is None else (lambda so_far: measure.write_json(args.json, so_far.as_dict()))
     result = dcgan.run(cfg, providers, warmup=args.warmup or (5 if gpu else 2), steps=args.steps or (20 if gpu else 5),
-                       log=log).as_dict()
+                       log=log, on_record=partial).as_dict()
     print(dcgan.format_table(result))
     # Skipped providers (CUDA-only ones on a CPU) are not failures; failed ones are.
     bad = [r["provider"] for r in result["records"] if r.get("error") or r["losses_finite"] is False]
