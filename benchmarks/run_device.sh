@@ -32,7 +32,9 @@
 # with groups correctness, warm, step, layers, profile (default: all, which does not
 # fit one call at the default limits: --plan says so). Limits (seconds) from the
 # environment: SETUP_S, CORRECTNESS_S, WARM_S, STEP_BF16_S, STEP_FP32_S, LAYERS_CONV_S,
-# LAYERS_LOSS_BN_S, PROFILE_S; BUDGET_S (one call), FIRST_S (the first figures).
+# LAYERS_LOSS_BN_S, PROFILE_S (0 skips a stage); BUDGET_S (one call), FIRST_S (the first
+# figures); CORRECTNESS_TESTS (pytest arguments instead of the default selection).
+# Groups run in the order given.
 # Needs PyTorch + Triton on the machine (python3, no network): fastgan is installed with
 # `pip install --no-deps -e .`, or, when that fails, imported from a folder of links
 # (fastgan/ plus kernels/ as fastgan/kernels, the layout pyproject.toml installs).
@@ -40,7 +42,12 @@ set -uo pipefail
 PLAN=0
 if [[ "${1:-}" == "--plan" ]]; then PLAN=1; shift; fi
 GROUPS_WANTED="${*:-all}"
-want() { [[ " $GROUPS_WANTED " == *" all "* || " $GROUPS_WANTED " == *" $1 "* ]]; }
+[[ " $GROUPS_WANTED " == *" all "* ]] && GROUPS_WANTED="correctness warm step layers profile"
+for group in $GROUPS_WANTED; do
+    [[ " correctness warm step layers profile " == *" $group "* ]] ||
+        { echo "unknown group $group (correctness, warm, step, layers, profile, all)" >&2; exit 2; }
+done
+want() { [[ " $GROUPS_WANTED " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
@@ -70,24 +77,26 @@ PLAN_ROWS=(
     "profile profile $PROFILE_S"
 )
 plan() {
-    local total=0 first=0 beside=0 row group name limit
+    local total=0 first=0 beside=0 row group wanted name limit
     printf "%-16s %6s %8s\n" stage limit "ends by"
-    for row in "${PLAN_ROWS[@]}"; do
-        read -r group name limit <<<"$row"
-        [[ $group == setup ]] || want "$group" || continue
-        if [[ $name == correctness ]]; then
-            beside=$((limit + KILL_AFTER_S))
-        elif [[ $name == warm ]]; then
-            # Beside correctness: only what it runs past correctness adds.
-            local extra=$((limit + KILL_AFTER_S - beside))
-            ((extra > 0)) || extra=0
-            total=$((total + extra))
-            printf "%-16s %6d %8d  (beside correctness)\n" "$name" "$limit" "$total"
-            continue
-        fi
-        total=$((total + limit + KILL_AFTER_S))
-        ((first == 0)) && [[ $name == correctness || $name == step-bf16-b256 ]] && first=$total
-        printf "%-16s %6d %8d\n" "$name" "$limit" "$total"
+    for wanted in setup $GROUPS_WANTED; do
+        for row in "${PLAN_ROWS[@]}"; do
+            read -r group name limit <<<"$row"
+            [[ $group == "$wanted" && $limit != 0 ]] || continue  # a limit of 0 skips the stage
+            if [[ $name == correctness ]]; then
+                beside=$((limit + KILL_AFTER_S))
+            elif [[ $name == warm ]]; then
+                # Beside correctness: only what it runs past correctness adds.
+                local extra=$((limit + KILL_AFTER_S - beside))
+                ((extra > 0)) || extra=0
+                total=$((total + extra))
+                printf "%-16s %6d %8d  (beside correctness)\n" "$name" "$limit" "$total"
+                continue
+            fi
+            total=$((total + limit + KILL_AFTER_S))
+            ((first == 0)) && [[ $name == correctness || $name == step-bf16-b256 ]] && first=$total
+            printf "%-16s %6d %8d\n" "$name" "$limit" "$total"
+        done
     done
     [[ ${EXPORT_CACHE:-0} == 1 ]] && total=$((total + EXPORT_S)) && printf "%-16s %6d %8d\n" export "$EXPORT_S" "$total"
     echo "total ${total}s (budget ${BUDGET_S}s); first figures by ${first}s (target ${FIRST_S}s)"
@@ -124,6 +133,7 @@ stage_line() {  # NAME RC SECONDS
 stage() {
     local name=$1 limit=$2
     shift 2
+    [[ $limit == 0 ]] && { log "$name: skipped (limit 0)"; return 0; }
     log "$name (limit ${limit}s): $*"
     local t0=$SECONDS
     timeout -s INT --kill-after="$KILL_AFTER_S" "$limit" "$@" 2>&1 | tee "$WORK/$name.log" >>"$OUT/log.txt"
@@ -191,40 +201,53 @@ if want warm; then
         "$(q "${LAYERS_LOSS_BN[@]}" --out "$WORK/warm-layers")"
 fi
 
-if want correctness; then
-    XDIST=()
+run_correctness() {
+    local XDIST=()
     "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 10)  # Triton compiles on 10 cores at once; warm uses the rest
-    # The longest tests first (xdist hands tests out in this order).
-    stage correctness "$CORRECTNESS_S" "$PY" -m pytest -v -m gpu tests/test_cuda_graph.py \
-        tests/test_bench_graph_providers.py tests/kernels/test_gpu_sweep.py tests/kernels \
-        -p no:cacheprovider "${XDIST[@]}" --junitxml "$WORK/correctness.xml"
+    # The longest tests first (xdist hands tests out in this order). CORRECTNESS_TESTS
+    # (pytest arguments) replaces the selection, e.g. to rerun a few tests.
+    local tests=(tests/test_cuda_graph.py tests/test_bench_graph_providers.py tests/kernels/test_gpu_sweep.py tests/kernels)
+    [[ -n ${CORRECTNESS_TESTS:-} ]] && read -r -a tests <<<"$CORRECTNESS_TESTS"
+    stage correctness "$CORRECTNESS_S" "$PY" -m pytest -v -m gpu "${tests[@]}" -p no:cacheprovider "${XDIST[@]}" \
+        --junitxml "$WORK/correctness.xml"
     "$PY" benchmarks/device_run.py correctness "$WORK/correctness.xml" "$WORK/correctness.log" \
         >"$OUT/correctness.json" 2>>"$OUT/log.txt"
-fi
+}
 
-if ((${#WARM_PIDS[@]})); then
-    warm_rc=0
+finish_warm() {  # once, after correctness or before the first timed stage
+    ((${#WARM_PIDS[@]})) || return 0
+    local warm_rc=0 pid f
     for pid in "${WARM_PIDS[@]}"; do wait "$pid" || warm_rc=$?; done
+    WARM_PIDS=()
     stage_line warm "$warm_rc" $((SECONDS - WARM_T0))
     # Prefixed: the summary below greps log.txt for the timed tables.
     for f in "$WORK"/warm-*.log; do tail -n 15 "$f" | sed "s|^|warm $(basename "$f" .log)\| |" >>"$OUT/log.txt"; done
-fi
+}
 
-if want step; then
+run_step() {
     stage step-bf16-b256 "$STEP_BF16_S" "${BENCH[@]}" "${BF16[@]}" --providers "$BF16_PROVIDERS" --steps 10 \
         --warmup 3 --json "$OUT/gan_step_bf16_b256.json"
     stage step-fp32-b64 "$STEP_FP32_S" "${BENCH[@]}" "${FP32[@]}" --providers "$FP32_PROVIDERS" --steps 10 \
         --warmup 2 --json "$OUT/gan_step_fp32_b64.json"
-fi
+}
 
-if want layers; then
+run_layers() {
     stage layers-conv "$LAYERS_CONV_S" "${LAYERS_CONV[@]}" --out "$OUT"
     stage layers-loss-bn "$LAYERS_LOSS_BN_S" "${LAYERS_LOSS_BN[@]}" --out "$OUT"
-fi
+}
 
-if want profile; then
+run_profile() {
     stage profile "$PROFILE_S" "${PROFILE[@]}" --steps 3 --warmup 3 --out "$OUT/profile_fastgan_step.json"
-fi
+}
+
+# The groups in the order given (warm has started already, in the background).
+for group in $GROUPS_WANTED; do
+    case $group in
+    correctness) run_correctness; finish_warm ;;
+    step | layers | profile) finish_warm; "run_$group" ;;
+    esac
+done
+finish_warm
 
 if [[ ${EXPORT_CACHE:-0} == 1 && -d $CACHE_ROOT ]]; then
     # The compiled kernels for the next call (carried in .device-cache/): without the

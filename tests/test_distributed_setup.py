@@ -71,6 +71,19 @@ def test_setup_without_torchrun_is_one_process_on_the_given_device(monkeypatch):
     assert device == torch.device("cpu")
 
 
+@pytest.mark.parametrize("given, expected", [("cuda", "cuda:1"), ("cuda:0", "cuda:0"), (None, "cuda:1")])
+def test_setup_resolves_cuda_without_an_index_to_the_current_device(monkeypatch, given, expected):
+    """torch.cuda.set_device refuses a device without an index (seen on an H200 with
+    torch 2.11: Trainer(device="cuda") failed there): "cuda" is the current device."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(torch.device(d)))
+    _, device = distributed.setup(given)
+    assert device == torch.device(expected) and chosen == [torch.device(expected)]
+
+
 def test_all_reduce_and_barrier_are_no_ops_in_one_process():
     t = torch.tensor([1.0, 2.0])
     assert distributed.all_reduce_sum(t, World()) is t and t.tolist() == [1.0, 2.0]

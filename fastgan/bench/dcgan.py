@@ -139,7 +139,12 @@ class PlainGenerator(nn.Module):
     def forward(self, z, c=None):
         if self.embed is not None:
             z = torch.cat([z, self.embed(c).to(z.dtype)], dim=1)
-        return self.body(z[:, :, None, None])
+        # z as a 1x1 image in channels_last strides (N, C, 1, 1) @ (C, 1, C, C), like
+        # every other activation here. With z[:, :, None, None]'s strides (C, 1, 1, 1),
+        # torch 2.11's inductor predicts a channels_last weight gradient for the first
+        # transposed conv while cuDNN returns a contiguous one, and the compiled
+        # backward fails its stride check (seen on an H200).
+        return self.body(z.reshape(z.shape[0], 1, 1, -1).permute(0, 3, 1, 2))
 
 
 class PlainDiscriminator(nn.Module):
@@ -300,8 +305,11 @@ class GANStep:
         self.graph = None  # fastgan-cuda-graph: the CapturedStep, made on the first call
 
     def _autocast(self):
-        # Under a CUDA graph the autocast weight cache stays off (as in the Trainer).
-        if self.graphed:
+        # fastgan's steps, graphed or not, keep autocast's weight cache off: CUDA graphs
+        # need it off, and with it on a weight used twice in one region (D on real and on
+        # fake) shares one cast, so its two gradients are summed in bf16 before the cast
+        # back, and the two steps would differ in the last bits (seen on an H200).
+        if self.provider.startswith("fastgan"):
             return torch.autocast(torch.device(self.cfg.device).type, dtype=torch.bfloat16,
                                   enabled=self.cfg.dtype == "bfloat16", cache_enabled=False)
         return self.cfg.autocast()

@@ -45,6 +45,9 @@ def setup(device: torch.device | None) -> tuple[World, torch.device]:
     device = torch.device(device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
+    elif device.type == "cuda" and device.index is None:
+        # "cuda" means the current device; torch.cuda.set_device needs an index.
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return world, device

@@ -163,11 +163,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ the steps
     def _autocast(self):
-        # No autocast weight cache under CUDA graphs: its casts would be recorded once
-        # and its entries freed at the end of the region (torch requires it off for
-        # make_graphed_callables for the same reason). The values are the same.
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
-                              cache_enabled=False if self.cuda_graph else None)
+        # No autocast weight cache, with or without CUDA graphs. Graphs need it off (its
+        # casts would be recorded once and its entries freed at the end of the region;
+        # torch requires the same of make_graphed_callables). And with it on, a weight
+        # used twice in one region (D on real and on fake) shares one cast, so its two
+        # gradients are summed in bf16 before the cast back: the eager step would differ
+        # from the graphed one in the last bits (seen on an H200). Off, each use casts
+        # its own copy and the gradients are summed in float32.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False)
 
     def _global_noise(self) -> torch.Tensor:
         """This process's share of noise drawn for the whole global batch."""
