@@ -44,8 +44,8 @@ if [[ "${1:-}" == "--plan" ]]; then PLAN=1; shift; fi
 GROUPS_WANTED="${*:-all}"
 [[ " $GROUPS_WANTED " == *" all "* ]] && GROUPS_WANTED="correctness warm step layers profile"
 for group in $GROUPS_WANTED; do
-    [[ " correctness warm step layers profile " == *" $group "* ]] ||
-        { echo "unknown group $group (correctness, warm, step, layers, profile, all)" >&2; exit 2; }
+    [[ " correctness warm tune step layers profile " == *" $group "* ]] ||
+        { echo "unknown group $group (correctness, warm, tune, step, layers, profile, all)" >&2; exit 2; }
 done
 want() { [[ " $GROUPS_WANTED " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
@@ -59,6 +59,8 @@ STEP_FP32_S=${STEP_FP32_S:-80}
 LAYERS_CONV_S=${LAYERS_CONV_S:-80}
 LAYERS_LOSS_BN_S=${LAYERS_LOSS_BN_S:-40}
 PROFILE_S=${PROFILE_S:-45}
+TUNE_COMPILE_S=${TUNE_COMPILE_S:-90} # in the background, beside correctness
+TUNE_S=${TUNE_S:-90}
 EXPORT_S=30                      # packing the compile cache (EXPORT_CACHE=1)
 KILL_AFTER_S=5                   # after SIGINT, SIGKILL this much later
 BUDGET_S=${BUDGET_S:-560}        # every limit plus its grace: fits one 600 s call
@@ -70,6 +72,8 @@ PLAN_ROWS=(
     "setup setup $SETUP_S"
     "correctness correctness $CORRECTNESS_S"
     "warm warm $WARM_S"
+    "tune tune-compile $TUNE_COMPILE_S"
+    "tune tune $TUNE_S"
     "step step-bf16-b256 $STEP_BF16_S"
     "step step-fp32-b64 $STEP_FP32_S"
     "layers layers-conv $LAYERS_CONV_S"
@@ -85,7 +89,7 @@ plan() {
             [[ $group == "$wanted" && $limit != 0 ]] || continue  # a limit of 0 skips the stage
             if [[ $name == correctness ]]; then
                 beside=$((limit + KILL_AFTER_S))
-            elif [[ $name == warm ]]; then
+            elif [[ $name == warm || $name == tune-compile ]]; then
                 # Beside correctness: only what it runs past correctness adds.
                 local extra=$((limit + KILL_AFTER_S - beside))
                 ((extra > 0)) || extra=0
@@ -167,7 +171,7 @@ timeout 5 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,tempera
 BENCH=("$PY" -m fastgan bench --device cuda)
 BF16=(--dtype bfloat16 --batch 256)
 FP32=(--dtype float32 --batch 64)
-BF16_PROVIDERS=eager,fastgan,fastgan-cuda-graph,compile,compile-reduce-overhead  # most valuable first
+BF16_PROVIDERS=${BF16_PROVIDERS:-eager,fastgan,fastgan-cuda-graph,compile,compile-reduce-overhead}  # most valuable first
 FP32_PROVIDERS=eager,fastgan,compile
 LAYERS_CONV=("$PY" benchmarks/bench_conv_layers.py --batch 256)
 LAYERS_LOSS_BN=("$PY" benchmarks/bench_loss_bn.py --dtypes bfloat16)
@@ -200,6 +204,27 @@ if want warm; then
     warm_queue "$WORK/warm-layers.log" "$(q "${LAYERS_CONV[@]}" --out "$WORK/warm-layers")" \
         "$(q "${LAYERS_LOSS_BN[@]}" --out "$WORK/warm-layers")"
 fi
+
+if want tune; then
+    # The tile search's compiles, one process per layer at once, beside correctness;
+    # the timed pass (run_tune) then finds every candidate in Triton's cache.
+    log "tune-compile (limit ${TUNE_COMPILE_S}s, in the background)"
+    WARM_T0=${WARM_T0:-$SECONDS}
+    for layer in G0 G1 G2 G3 G4 D0 D1 D2 D3 D4; do
+        in_background "$WORK/warm-tune-$layer.log" "$TUNE_COMPILE_S" \
+            "$PY" benchmarks/tune_conv_tiles.py --compile-only --layers "$layer"
+    done
+fi
+
+run_tune() {
+    # Tiles tuned on this GPU: kernels/configs/<device>.json rewritten here (the timed
+    # stages after this one use it) and copied to $OUT, with the search's log.
+    local table
+    table=$("$PY" -c "import torch; from fastgan.kernels import _tiles; print(_tiles.device_key(torch.device('cuda')))")
+    stage tune "$TUNE_S" "$PY" benchmarks/tune_conv_tiles.py
+    cp "kernels/configs/$table.json" "$OUT/tuned_$table.json" 2>>"$OUT/log.txt"
+    grep -h "best" "$WORK/tune.log" >"$OUT/tune_best.txt" 2>/dev/null
+}
 
 run_correctness() {
     local XDIST=()
@@ -244,7 +269,7 @@ run_profile() {
 for group in $GROUPS_WANTED; do
     case $group in
     correctness) run_correctness; finish_warm ;;
-    step | layers | profile) finish_warm; "run_$group" ;;
+    tune | step | layers | profile) finish_warm; "run_$group" ;;
     esac
 done
 finish_warm

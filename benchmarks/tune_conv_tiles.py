@@ -15,6 +15,9 @@ One command on a CUDA machine (from the repository root):
 Compiling is most of the time (every tile is a new kernel per specialization): with
 the default candidates a full run takes several minutes; --layers splits it into
 parts (each run merges its winners into the file). --dry-run prints without writing.
+--compile-only runs every candidate once (compile, launch, check) and times nothing:
+benchmarks/run_device.sh runs one such process per layer at once, so that the timed
+pass, alone on the GPU, finds every kernel in Triton's cache.
 """
 
 from __future__ import annotations
@@ -111,7 +114,9 @@ def layer_calls(name, transposed, x_shape, w_shape, stride, padding, dtype, devi
     return calls
 
 
-def tune(layers, dtype, max_configs, do_bench, log=print, device="cuda"):
+def tune(layers, dtype, max_configs, do_bench, log=print, device="cuda", on_winner=None):
+    """{kind: {key: fastest correct Tile}}; on_winner(winners so far) after each key, so
+    that a run stopped at a time limit keeps the keys it finished."""
     from fastgan.kernels import _tiles
 
     groups: dict = {}
@@ -145,7 +150,15 @@ def tune(layers, dtype, max_configs, do_bench, log=print, device="cuda"):
         if best is not None:
             winners.setdefault(kind, {})[key] = best[1]
             log(f"{kind} {key}: best {best[1].as_dict()} {best[0]:.4f} ms")
+            if on_winner is not None:
+                on_winner(winners)
     return winners
+
+
+def run_once(fn, **_) -> float:
+    """do_bench's stand-in for --compile-only: one call, no time."""
+    fn()
+    return 0.0
 
 
 def main(argv=None) -> int:
@@ -154,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     parser.add_argument("--max-configs", type=int, default=None, help="try only the first N candidates per kind")
     parser.add_argument("--dry-run", action="store_true", help="print the table instead of writing it")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="compile, run and check every candidate once; time nothing, write nothing")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         parser.error("TRITON_INTERPRET=1: tuning needs compiled kernels; unset it")
@@ -166,7 +181,9 @@ def main(argv=None) -> int:
 
     wanted = {s for s in args.layers.split(",") if s}
     layers = [s for s in layer_shapes(args.batch) if not wanted or s[0] in wanted]
-    winners = tune(layers, torch.bfloat16, args.max_configs, do_bench)
+    if args.compile_only:
+        tune(layers, torch.bfloat16, args.max_configs, run_once)
+        return 0
     device = torch.device("cuda")
     path = ROOT / "kernels" / "configs" / f"{_tiles.device_key(device)}.json"
     existing = json.loads(path.read_text()) if path.exists() else None
@@ -178,13 +195,16 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "triton": triton.__version__,
     }
-    table = build_table(existing, winners, meta)
-    text = json.dumps(table, indent=1) + "\n"
-    if args.dry_run:
-        print(text)
-    else:
-        path.write_text(text)
-        print(f"wrote {path}")
+
+    def save(winners) -> None:
+        text = json.dumps(build_table(existing, winners, meta), indent=1) + "\n"
+        if args.dry_run:
+            print(text)
+        else:  # after every key: a run stopped at a time limit keeps what it finished
+            path.write_text(text)
+            print(f"wrote {path}", flush=True)
+
+    save(tune(layers, torch.bfloat16, args.max_configs, do_bench, on_winner=None if args.dry_run else save))
     return 0
 
 

@@ -64,6 +64,27 @@ def test_restore_rng_replays_every_stream():
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+class _MovedState:
+    """A saved generator state as map_location="cuda" leaves it: set_state refuses it
+    until it is brought back with .cpu() (a CPU-only stand-in for a CUDA tensor)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def cpu(self):
+        return self.state
+
+
+def test_restore_rng_takes_states_a_checkpoint_load_moved_to_the_gpu():
+    noise, order = torch.Generator().manual_seed(3), BatchOrder(7, 4)
+    saved = ckpt.rng_state(noise, order)
+    first = torch.rand(4), torch.randn(4, generator=noise)
+    moved = dict(saved, torch=_MovedState(saved["torch"]), noise=_MovedState(saved["noise"]))
+    ckpt.restore_rng(moved, noise, order)
+    again = torch.rand(4), torch.randn(4, generator=noise)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
 def test_load_optimizer_takes_the_state_but_keeps_how_the_update_runs():
     torch.manual_seed(0)
     model = nn.Linear(3, 2)

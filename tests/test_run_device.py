@@ -121,6 +121,28 @@ def test_the_two_calls_hand_the_compile_cache_from_the_first_to_the_second(tmp_p
     assert not any("-m pytest" in line for line in lines)
 
 
+def test_tune_compiles_every_layer_beside_correctness_then_times_alone(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    plan = _plan("correctness", "tune", CORRECTNESS_S="60", TUNE_COMPILE_S="90", TUNE_S="70")
+    assert plan.returncode == 0 and "tune-compile" in plan.stdout and "(beside correctness)" in plan.stdout
+    # correctness 65 s, tune-compile 95 s beside it (30 s more), then tune 75 s.
+    assert _limits(plan)[0] == _limits(_plan("correctness", CORRECTNESS_S="60"))[0] + 30 + 75
+    proc = subprocess.run(["bash", str(SCRIPT), "correctness", "tune"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": str(fake), "CALLS": str(calls), "OUT": str(tmp_path / "out"),
+                               "CACHE_ROOT": str(tmp_path / "cache"), "CORRECTNESS_S": "60"})
+    lines = calls.read_text().splitlines()
+    compiles = [line for line in lines if "tune_conv_tiles.py --compile-only" in line]
+    assert sorted(line.split()[-1] for line in compiles) == sorted(
+        ["G0", "G1", "G2", "G3", "G4", "D0", "D1", "D2", "D3", "D4"])
+    timed = [i for i, line in enumerate(lines) if line == "benchmarks/tune_conv_tiles.py"]
+    assert len(timed) == 1 and timed[0] > lines.index(next(line for line in lines if line.startswith("-m pytest")))
+    stages = [json.loads(line)["stage"] for line in (tmp_path / "out" / "stages.jsonl").read_text().splitlines()]
+    assert stages == ["correctness", "warm", "tune"], proc.stdout
+
+
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="4">
 <testcase classname="tests.kernels.test_gpu_sweep" name="test_every_shipped_tile[a]" time="1.5"/>

@@ -103,10 +103,13 @@ def rng_state(noise: torch.Generator, order) -> dict:
 
 
 def restore_rng(rng: dict, noise: torch.Generator, order) -> None:
-    torch.set_rng_state(rng["torch"])
+    # Generator states are CPU byte tensors whatever the generator's device; a checkpoint
+    # loaded with map_location="cuda" has moved them (seen on an H200: "RNG state must be
+    # a torch.ByteTensor").
+    torch.set_rng_state(rng["torch"].cpu())
     if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    noise.set_state(rng["noise"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+    noise.set_state(rng["noise"].cpu())
     order.load_state_dict(rng["order"])
 
 
