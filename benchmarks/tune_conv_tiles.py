@@ -35,6 +35,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests" / "kernels"))
 from dcgan import layer_shapes  # noqa: E402
 
 OPS = ("fwd", "dgrad", "wgrad")
@@ -69,13 +70,42 @@ def candidates(kind: str, element_bytes: int = 2, smem_limit: int = SMEM_LIMIT, 
     return out[:max_configs] if max_configs else out
 
 
+# The kernel each tile kind configures.
+KERNEL_OF = {"conv": "_conv_gather_kernel", "conv_wgrad": "_conv_wgrad_kernel", "gemm": "_gemm_kernel"}
+
+
+def vet(kind: str, tile, *, workload: str = "dcgan-bf16", arch: int = 90) -> list[str]:
+    """What goes wrong when `tile` runs every launch of `kind` in a real training step:
+    the step's own kernel variants (batch-norm epilogues and prologues, activation
+    derivatives) with that tile, compiled for sm_<arch> and read back by the static
+    report (tests/kernels/static_report.py: spills, shared memory, MMA, async loads).
+    The timed search runs only the layers' bias + activation variant, which needs fewer
+    registers and less shared memory than the step's: on an H200 (2026-12-04) tiles it
+    chose spilled hundreds of registers in the step's variants and one needed 258 KB of
+    shared memory, so that the step failed to launch. Works without a GPU."""
+    import static_report
+    from fastgan.kernels import _tiles
+
+    _tiles.force(kind, tile)
+    try:
+        specs = [s for s in static_report.distinct_specs(arch, [workload]) if s.name == KERNEL_OF[kind]]
+    finally:
+        _tiles.force(kind, None)
+    problems = []
+    for spec in specs:
+        row = static_report.analyse(arch, spec)
+        problems += [f"{row.variant}: {p}" for p in row.problems]
+    return problems
+
+
 def build_table(existing: dict | None, winners: dict, meta: dict) -> dict:
     """The config file's JSON: `existing` (or nothing) updated with `winners`
     {kind: {bf16 key: Tile}}; each bf16 entry is copied to the fp16 key."""
     from fastgan.kernels import _tiles
 
     table = dict(existing or {})
-    table.update({k: v for k, v in meta.items()})
+    # Under "tuned": the file's own "about" (why its defaults are what they are) stays.
+    table["tuned"] = dict(meta)
     default = json.loads((resources.files(_tiles.CONFIG_PACKAGE) / "configs" / "default.json").read_text())
     for kind in _tiles.KINDS:
         entry = dict(table.get(kind) or {"default": default[kind]["default"]})
@@ -155,6 +185,17 @@ def tune(layers, dtype, max_configs, do_bench, log=print, device="cuda", on_winn
     return winners
 
 
+def vet_candidates(kinds, log=print) -> int:
+    """--vet: every candidate of each kind, clean or with its problems; 1 if any failed."""
+    failed = 0
+    for kind in kinds:
+        for tile in candidates("conv" if kind == "gemm" else kind):
+            problems = vet(kind, tile)
+            failed += bool(problems)
+            log(f"{kind} {tile.as_dict()}: " + ("clean" if not problems else "; ".join(problems)))
+    return int(failed > 0)
+
+
 def run_once(fn, **_) -> float:
     """do_bench's stand-in for --compile-only: one call, no time."""
     fn()
@@ -169,9 +210,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the table instead of writing it")
     parser.add_argument("--compile-only", action="store_true",
                         help="compile, run and check every candidate once; time nothing, write nothing")
+    parser.add_argument("--vet", nargs="+", choices=sorted(KERNEL_OF), metavar="KIND",
+                        help="instead: compile the DCGAN-64 bf16 step's own variants of each candidate tile of "
+                        "these kinds (conv, conv_wgrad, gemm) for sm_90 and print what goes wrong (no GPU needed)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
-        parser.error("TRITON_INTERPRET=1: tuning needs compiled kernels; unset it")
+        parser.error("TRITON_INTERPRET=1: tuning and vetting need compiled kernels; unset it")
+    if args.vet:
+        return vet_candidates(args.vet)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA device")
     import triton
@@ -188,8 +234,8 @@ def main(argv=None) -> int:
     path = ROOT / "kernels" / "configs" / f"{_tiles.device_key(device)}.json"
     existing = json.loads(path.read_text()) if path.exists() else None
     meta = {
-        "about": "Tiles tuned by benchmarks/tune_conv_tiles.py on the DCGAN-64 layers "
-                 f"(batch {args.batch}, bf16, channels_last); kinds without entries use the defaults.",
+        "about": "by_shape tiles tuned by benchmarks/tune_conv_tiles.py on the DCGAN-64 layers "
+                 f"(batch {args.batch}, bf16, channels_last); check them with --vet before shipping.",
         "tuned_on": torch.cuda.get_device_name(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,

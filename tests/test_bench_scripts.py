@@ -4,7 +4,9 @@ records and paths, tile candidates and the config table they write."""
 
 import datetime
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -84,13 +86,14 @@ def test_built_table_is_valid_merges_and_mirrors_bf16_to_fp16():
     tile = _tiles.Tile(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3)
     older = _tiles.Tile(BLOCK_M=64, BLOCK_N=64, BLOCK_K=32)
     existing = {"conv": {"default": older.as_dict(), "by_shape": {"bf16_m16_n16_k16": older.as_dict()}}}
+    existing["about"] = "why the defaults are what they are"
     table = T.build_table(existing, {"conv": {"bf16_m16384_n256_k2048": tile}}, {"tuned_on": "test"})
     parsed = _tiles.parse_table(json.loads(json.dumps(table)), "t", None)
     assert parsed["conv"]["by_shape"]["bf16_m16384_n256_k2048"] == tile
     assert parsed["conv"]["by_shape"]["fp16_m16384_n256_k2048"] == tile
     assert parsed["conv"]["by_shape"]["bf16_m16_n16_k16"] == older
     assert parsed["conv_wgrad"]["default"] == _tiles.load_table("default.json")["conv_wgrad"]["default"]
-    assert table["tuned_on"] == "test"
+    assert table["tuned"] == {"tuned_on": "test"} and table["about"] == "why the defaults are what they are"
 
 
 def _one_call_bench(fn, **kwargs):
@@ -122,3 +125,22 @@ def test_tune_picks_a_tile_per_lookup_key_on_the_interpreter():
     assert set(winners) == {"conv", "conv_wgrad"}
     assert all(key.startswith("fp32_") for entry in winners.values() for key in entry)
     assert any("best" in line for line in logs)
+
+
+def test_vet_finds_what_a_tile_does_to_the_training_steps_own_variants(tmp_path):
+    """The tile that broke the step on an H200 (2026-12-04): 128 x 256 x 64 for the conv
+    gather kernel, chosen by the timed search on the layers' bias variant, spills in the
+    step's batch-norm epilogue variants. vet() compiles those variants for sm_90 (no GPU)
+    and must say so; compiled kernels, so in a subprocess with the interpreter off."""
+    code = ("import json, tune_conv_tiles as T; from fastgan.kernels import _tiles; "
+            "print(json.dumps(T.vet('conv', _tiles.Tile(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, "
+            "num_warps=8, num_stages=3))))")
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "FASTGAN_POISON_OUTPUTS")}
+    env.update(TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    problems = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert problems and all("tile=128x256x64" in p for p in problems)
+    assert any("bn_stats" in p and "spills" in p for p in problems)
