@@ -80,6 +80,9 @@ def test_tile_candidates_fit_shared_memory():
         for tile in fp32:
             assert T.smem_estimate(tile.BLOCK_M, tile.BLOCK_N, tile.BLOCK_K, tile.num_stages, 4) <= T.SMEM_LIMIT
         assert len(T.candidates(kind, max_configs=2)) == 2
+        # The shipped default is timed first, once: the baseline of the search.
+        shipped = _tiles.load_table("cuda_90.json")[kind]["default"]
+        assert bf16[0] == shipped and bf16.count(shipped) == 1
 
 
 def test_built_table_is_valid_merges_and_mirrors_bf16_to_fp16():
