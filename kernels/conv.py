@@ -227,7 +227,11 @@ def _conv_gather_kernel(
 @triton.jit
 def _conv_wgrad_kernel(
     g_ptr, s_ptr, x_ptr, gw_ptr, gb_ptr, ws_ptr, gb_ws_ptr, counter_ptr, fx_ptr, fcoef_ptr,
-    NB, C_G, C_X, H, W, OH, OW, QH, QW,
+    # QH, QW constexpr: the main loop splits each position index by them, and a
+    # runtime divisor costs a float-reciprocal division sequence per element per K
+    # block (sm_90 SASS of the G2 weight gradient, 64 x 64 x 64: 275 -> 162 loop
+    # instructions per 4 HGMMA; one more specialization per phase grid size).
+    NB, C_G, C_X, H, W, OH, OW, QH: tl.constexpr, QW: tl.constexpr,
     KH, KW, SH, SW, PH, PW, NPH, TMAX_W, TAP_GROUPS,
     sg_n, sg_c, sg_h, sg_w,
     ss_n, ss_c, ss_h, ss_w,

@@ -124,3 +124,21 @@ def test_bench_runs_every_provider_on_a_gpu():
         assert r["ms_per_step"] > 0 and r["losses_finite"]
     assert by["fastgan-cuda-graph"]["warmup_steps"] == dcgan.GRAPH_WARMUP + 1
     assert "fastgan_cuda_graph_vs_fastgan" in result["summary"]
+
+
+def test_plain_generator_feeds_z_in_channels_last_strides():
+    """torch 2.11's inductor predicted a channels_last weight gradient for the first
+    transposed conv while cuDNN returned a contiguous one when z came in as
+    z[:, :, None, None] (strides (C, 1, 1, 1)): torch.compile of the step failed its
+    stride check on an H200. The generator feeds z as a channels_last 1x1 image, the
+    same values."""
+    G = dcgan.PlainGenerator(size=8, width=4, latent=6)
+    seen = []
+    G.body[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    z = torch.randn(3, 6)
+    out = G(z)
+    (x,) = seen
+    assert x.shape == (3, 6, 1, 1) and x.stride() == (6, 1, 6, 6)
+    assert torch.equal(x, z[:, :, None, None])
+    # Same model output up to the conv algorithm's rounding (strides can pick another).
+    torch.testing.assert_close(out, G.body(z[:, :, None, None].contiguous()), rtol=1e-5, atol=1e-6)

@@ -291,3 +291,20 @@ def test_step_time_with_and_without_cuda_graphs(record_property):
     record_property("cuda_graph_ms_per_step", times[True])
     print(f"\nTrainer step, DCGAN-64 batch 64: eager {times[False]:.3f} ms, CUDA graph {times[True]:.3f} ms")
     assert all(math.isfinite(t) and t > 0 for t in times.values())
+
+
+def test_autocast_never_caches_weight_casts():
+    """With autocast's weight cache on, D's two uses of a weight in one region (real,
+    fake) share one cast, their gradients are summed in bf16, and the eager step
+    differed from the graphed one in the last bits on an H200. The Trainer and the
+    bench's fastgan steps keep it off with or without CUDA graphs; the bench's eager
+    provider keeps PyTorch's default."""
+    from fastgan.bench import dcgan
+
+    trainer = Trainer(*models(), image_data(), batch_size=4, amp=True, progress=False, device="cpu")
+    cfg = dcgan.StepConfig(batch=2, size=8, width=2, latent=4, dtype="bfloat16")
+    fast = dcgan.GANStep("fastgan", *dcgan.make_models(cfg), cfg)
+    eager = dcgan.GANStep("eager", *dcgan.make_models(cfg), cfg)
+    for context in (trainer._autocast(), fast._autocast()):
+        assert context._enabled and context._cache_enabled is False
+    assert eager._autocast()._enabled and eager._autocast()._cache_enabled is not False

@@ -233,8 +233,9 @@ class StepConfig:
     def n_classes(self) -> int:
         return self.classes if self.cond == "class" else 0
 
-    def autocast(self):
-        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16")
+    def autocast(self, cache_enabled: bool | None = None):
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16",
+                              cache_enabled=cache_enabled)
 
     def describe(self) -> str:
         cond = "unconditional" if self.cond == "none" else f"class-conditional ({self.classes} classes)"
@@ -309,10 +310,7 @@ class GANStep:
         # need it off, and with it on a weight used twice in one region (D on real and on
         # fake) shares one cast, so its two gradients are summed in bf16 before the cast
         # back, and the two steps would differ in the last bits (seen on an H200).
-        if self.provider.startswith("fastgan"):
-            return torch.autocast(torch.device(self.cfg.device).type, dtype=torch.bfloat16,
-                                  enabled=self.cfg.dtype == "bfloat16", cache_enabled=False)
-        return self.cfg.autocast()
+        return self.cfg.autocast(cache_enabled=False) if self.provider.startswith("fastgan") else self.cfg.autocast()
 
     def _step(self, real, c, z) -> tuple[torch.Tensor, torch.Tensor]:
         with provider_context(self.provider, self.cfg.device):

@@ -78,7 +78,7 @@ def _dcgan_step(dtype: str, batch: int):
     cfg = dcgan.StepConfig(batch=batch, size=64, width=64, dtype="float32" if dtype == "float16" else dtype,
                            device="cpu")
     if dtype == "float16":
-        cfg.autocast = lambda: torch.autocast("cpu", dtype=torch.float16)
+        cfg.autocast = lambda cache_enabled=None: torch.autocast("cpu", dtype=torch.float16, cache_enabled=cache_enabled)
     G, D = dcgan.make_models(cfg)
     step = dcgan.GANStep("fastgan", G, D, cfg)
     real, c, z = dcgan.make_inputs(cfg, sets=1)[0]
@@ -336,6 +336,32 @@ class Row:
     pipelined_loads: int
     compile_s: float
     problems: list
+    # Instructions of the main loop (the longest backward-branching loop holding the
+    # MMAs) per MMA instruction, each warp's count: 0 without one. A tensor-core
+    # main loop is issue-bound when its warps need more issue slots than the MMAs
+    # take (docs/kernels.md, "Main-loop instructions").
+    loop_per_mma: float = 0.0
+
+
+_SASS_OP = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+_SASS_BACK_BRANCH = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?BRA(?:\.\w+)*\s+0x([0-9a-f]+)")
+
+
+def main_loop_per_mma(sass: str) -> float:
+    """Instructions per MMA instruction in the longest loop of `sass` (cuobjdump -sass)
+    that holds MMAs: a loop is the code from a backward branch's target to the branch.
+    0.0 when no loop holds an MMA."""
+    ops = [(int(m.group(1), 16), m.group(2)) for m in _SASS_OP.finditer(sass)]
+    best = None
+    for m in _SASS_BACK_BRANCH.finditer(sass):
+        end, start = int(m.group(1), 16), int(m.group(2), 16)
+        if start >= end:
+            continue
+        body = [op for at, op in ops if start <= at <= end]
+        mma = sum(op.startswith(("HGMMA", "HMMA")) for op in body)
+        if mma and (best is None or len(body) > best[0]):
+            best = (len(body), mma)
+    return best[0] / best[1] if best else 0.0
 
 
 def analyse(arch: int, spec: Spec) -> Row:
@@ -366,7 +392,8 @@ def analyse(arch: int, spec: Spec) -> Row:
     pipelined = sum(count(p) for p in PIPELINED_LOADS)
     row = Row(arch, spec.name, spec.dtype, spec.variant(), spec.launches, sorted(spec.workloads),
               int(res.get("REG", 0)), int(res.get("STACK", 0)), int(res.get("LOCAL", 0)), count("STL"),
-              int(compiled.metadata.shared), gemm, wants_mma, mma, pipelined, elapsed, [])
+              int(compiled.metadata.shared), gemm, wants_mma, mma, pipelined, elapsed, [],
+              main_loop_per_mma(sass))
     row.problems = judge(row)
     return row
 
@@ -391,7 +418,7 @@ def judge(row: Row) -> list[str]:
 
 # ------------------------------------------------------------------ the table
 COLUMNS = ("sm", "kernel", "dtype", "variant", "launches", "regs", "stack B", "STL", "smem KB", "MMA", "async loads",
-           "verdict")
+           "loop instr / MMA", "verdict")
 
 
 def table(rows: list[Row]) -> str:
@@ -400,6 +427,7 @@ def table(rows: list[Row]) -> str:
         cells = (f"sm_{r.arch}", r.kernel.lstrip("_"), r.dtype, r.variant, str(r.launches), str(r.registers),
                  str(r.stack + r.local), str(r.local_stores), f"{r.shared / 1024:.1f}",
                  r.mma if r.gemm else "-", str(r.pipelined_loads) if r.gemm else "-",
+                 f"{r.loop_per_mma:.0f}" if r.loop_per_mma else "-",
                  "ok" if not r.problems else "; ".join(r.problems))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -55,7 +55,7 @@ def test_static_report_is_clean(tmp_path, arch):
         assert any(r["gemm"] for r in toy)
     gemm = [r for r in rows if r["gemm"]]
     want = "HGMMA" if arch == 90 else "HMMA"
-    assert gemm and all(r["mma"] == want and r["pipelined_loads"] > 0 for r in gemm)
+    assert gemm and all(r["mma"] == want and r["pipelined_loads"] > 0 and r["loop_per_mma"] > 0 for r in gemm)
     assert any("FLAT_K" in r["variant"] for r in gemm) and any("FLAT_K" not in r["variant"] and
                                                                r["kernel"] == "_conv_gather_kernel" for r in gemm)
 
@@ -104,3 +104,44 @@ def test_bfloat16_cpu_launches_are_recorded_only_while_stubbed():
         assert [launch.name for launch in launches] == ["_conv_gather_kernel"]
         with pytest.raises(RuntimeError, match="bfloat16|TRITON_INTERPRET"):
             FG.conv2d_bias_act(x, w, None, padding=1, act="relu")
+
+
+SASS = """
+        /*0100*/                   IMAD R1, R2, R3, RZ ;
+.L_x_1:
+        /*0110*/                   LDS R4, [R5] ;
+        /*0120*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;
+        /*0130*/                   IMAD R6, R6, 0x2, RZ ;
+        /*0140*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR8], R24, gsb0 ;
+        /*0150*/               @P0 BRA 0x110 ;
+        /*0160*/                   IMAD R7, R7, R7, RZ ;
+        /*0170*/               @P1 BRA 0x100 ;
+        /*0180*/                   FADD R8, R8, R8 ;
+        /*0190*/               @P2 BRA 0x180 ;
+        /*01a0*/                   EXIT ;
+"""
+
+
+def test_main_loop_instructions_per_mma_come_from_the_longest_loop_holding_mmas():
+    import static_report
+
+    # Loops: 0x110-0x150 (5 instructions, 2 MMAs), 0x100-0x170 (8, 2), 0x180-0x190 (no MMA).
+    assert static_report.main_loop_per_mma(SASS) == 8 / 2
+    assert static_report.main_loop_per_mma(SASS.replace("HGMMA", "FFMA")) == 0.0
+    assert static_report.main_loop_per_mma(SASS.replace("HGMMA.64x64x16.F32.BF16", "HMMA.16816.F32.BF16")) == 4.0
+
+
+def test_the_float16_workload_launches_float16_kernels():
+    """dcgan-fp16 is the bf16 step under a float16 autocast (static_report._dcgan_step):
+    when the step built its own autocast context instead, the workload silently ran
+    float32 and the report lost its fp16 rows (caught on 2026-12-04)."""
+    import static_report
+    from fastgan.bench.launches import recording_launches
+    from fastgan.kernels._common import emulating
+
+    with emulating("cuda_90", 132):
+        step = static_report._dcgan_step("float16", 2)
+        with recording_launches(execute=False) as launches:
+            step()
+    convs = [launch for launch in launches if launch.name == "_conv_gather_kernel"]
+    assert convs and {static_report._dtype_of(launch) for launch in convs} == {"float16"}
