@@ -31,8 +31,13 @@ def from_junit(path: str) -> list[dict]:
         if case.get("name") is None:  # the test an interrupt stopped: a bare <testcase/>
             continue
         outcome = next((c.tag for c in case if c.tag in ("failure", "error", "skipped")), "passed")
-        cases.append({"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
-                      "seconds": float(case.get("time", 0))})
+        record = {"test": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
+                  "seconds": float(case.get("time", 0))}
+        # What a test recorded with pytest's record_property (e.g. step times).
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        if properties:
+            record["properties"] = properties
+        cases.append(record)
     return cases
 
 

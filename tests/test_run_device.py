@@ -150,7 +150,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <failure message="relative error">boom</failure></testcase>
 <testcase classname="tests.kernels.test_loss_bn_gpu" name="test_loss_sweep[c]" time="0.1">
 <skipped message="x"/></testcase>
-<testcase classname="tests.kernels.test_loss_bn_gpu" name="test_loss_sweep[d]" time="0.2"/>
+<testcase classname="tests.kernels.test_loss_bn_gpu" name="test_loss_sweep[d]" time="0.2">
+<properties><property name="eager_ms_per_step" value="9.5"/></properties></testcase>
 <testcase time="0.000"/>
 </testsuite></testsuites>
 """
@@ -174,6 +175,8 @@ def test_correctness_json_from_junit(tmp_path):
     assert result["counts"] == {"passed": 2, "failure": 1, "error": 0, "skipped": 1}
     assert result["cases"][1] == {"test": "tests.kernels.test_gpu_sweep::test_every_shipped_tile[b]",
                                   "outcome": "failure", "seconds": 2.0}
+    assert result["cases"][3]["properties"] == {"eager_ms_per_step": "9.5"}  # record_property survives
+    assert "properties" not in result["cases"][0]
 
 
 def test_correctness_json_from_the_log_when_the_xml_is_missing_or_cut(tmp_path):
