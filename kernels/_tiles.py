@@ -267,6 +267,31 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
     return tile
 
 
+_TILE_ARGS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+
+
+def resource_error(kernel: str, constexprs: dict, device: torch.device, error: Exception) -> RuntimeError:
+    """The error raised for a launch whose tile does not fit the GPU (Triton's
+    OutOfResources at launch): which tile, where tiles come from, and how to check one
+    without a GPU. Seen on an H200: a tuned tile needed 258 KB of shared memory in the
+    batch-norm epilogue variant of the gather kernel, 227 KB being the limit."""
+    tile = {k: constexprs[k] for k in _TILE_ARGS if k in constexprs}
+    if _forced:
+        source = "forced (kernels._tiles.force)"
+    elif emulated_gpu() is not None:
+        name = f"{emulated_gpu()[0]}.json"
+        source = f"kernels/configs/{name if name in config_names() else 'default.json'}"
+    elif _interpreter_tiles(device):
+        source = "the interpreter's tiles (kernels/_tiles.py, INTERPRETER)"
+    else:
+        source = f"kernels/configs/{table_name_for(device)}"
+    return RuntimeError(
+        f"{kernel}: the tile {tile} does not fit this GPU: {error} The tile comes from {source} "
+        f"(or FASTGAN_AUTOTUNE's cache); give that shape a smaller tile. "
+        f"`python benchmarks/tune_conv_tiles.py --vet conv conv_wgrad` compiles candidate tiles in a training "
+        f"step's own kernel variants without a GPU.")
+
+
 def processors(device: torch.device) -> int:
     if emulated_gpu() is not None:
         return emulated_gpu()[1]

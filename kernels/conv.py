@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from fastgan.reference.activations import needs_preactivation, needs_saved
 from fastgan.reference.conv import output_size
@@ -533,10 +534,13 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
             bn_args = [t if t is not None else out for t in bn_args]
         else:
             bn_args = [out] * 12
-        _conv_gather_kernel[grid](
-            a, s, weight, bias if bias is not None else out, out,
-            z if z is not None else out, *bn_args, *scalars, *bn_scalars, **constexprs,
-        )
+        try:
+            _conv_gather_kernel[grid](
+                a, s, weight, bias if bias is not None else out, out,
+                z if z is not None else out, *bn_args, *scalars, *bn_scalars, **constexprs,
+            )
+        except OutOfResources as error:
+            raise _tiles.resource_error("conv gather kernel", constexprs, out.device, error) from error
 
     launch.epilogue_slots = epilogue_slots
     return launch
@@ -691,11 +695,14 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
         ws = partials_buffer(split, gw.numel(), x.dtype, device) if split > 1 else gw
         gb_ws = partials_buffer(split * phases, c_g, g_dtype, device) if split_b else gw
         counters = tile_counters(w_tiles + row_tiles, device) if counted else gw
-        _conv_wgrad_kernel[grid](
-            grad, s if uses_s else grad, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
-            fx if fold else gw, coef if fold else gw,
-            *scalars, **constexprs,
-        )
+        try:
+            _conv_wgrad_kernel[grid](
+                grad, s if uses_s else grad, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
+                fx if fold else gw, coef if fold else gw,
+                *scalars, **constexprs,
+            )
+        except OutOfResources as error:
+            raise _tiles.resource_error("conv weight-gradient kernel", constexprs, device, error) from error
         return gw, (gb if gb is not None else grad.new_empty(0))
 
     return launch

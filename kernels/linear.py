@@ -15,6 +15,7 @@ import dataclasses
 
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from fastgan.reference.activations import needs_preactivation, needs_saved
 
@@ -231,10 +232,13 @@ def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=N
         b = _k_contiguous(b, n, k, k_padded, (sb_n, sb_k))
     split = grid[1]
     counters = tile_counters(grid[0], c.device) if split > 1 else c
-    _gemm_kernel[grid](a, s if s is not None else a, b, bias if bias is not None else c, c,
-                       z if z is not None else c, rowsum if rowsum is not None else c,
-                       split_out if split > 1 else c, rowsum_out if rowsum_out is not None else c, counters,
-                       *scalars, **constexprs)
+    try:
+        _gemm_kernel[grid](a, s if s is not None else a, b, bias if bias is not None else c, c,
+                           z if z is not None else c, rowsum if rowsum is not None else c,
+                           split_out if split > 1 else c, rowsum_out if rowsum_out is not None else c, counters,
+                           *scalars, **constexprs)
+    except OutOfResources as error:
+        raise _tiles.resource_error("GEMM kernel", constexprs, c.device, error) from error
 
 
 def _launch(a, s, b, bias, c, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,

@@ -9,6 +9,7 @@ from torch.library import opcheck
 
 import fastgan
 from fastgan.kernels import _tiles
+from fastgan.kernels._common import emulating
 from fastgan.kernels import conv as KC
 from fastgan.kernels import linear as KL
 from fastgan.reference import conv as RC
@@ -233,3 +234,40 @@ def test_is_dense_tells_dense_layouts_from_gaps_and_overlaps():
     assert all(is_dense(t) for t in dense)
     gapped = [x[:, :1], x[:, :, ::2], x[..., :4], torch.randn(8)[::2], torch.randn(1).expand(3), x[:1].expand(2, 3, 4, 5)]
     assert not any(is_dense(t) for t in gapped)
+
+
+class _OutOfResourcesKernel:
+    """A kernel whose launch fails as Triton's does when a tile needs more shared memory
+    than the GPU has (seen on an H200: 264192 B against 232448 B)."""
+
+    def __getitem__(self, grid):
+        from triton.runtime.errors import OutOfResources
+
+        def launch(*args, **kwargs):
+            raise OutOfResources(264192, 232448, "shared memory")
+
+        return launch
+
+
+@pytest.mark.parametrize("which", ["gather", "wgrad", "gemm"])
+def test_a_tile_that_does_not_fit_names_the_tile_and_where_it_came_from(monkeypatch, which):
+    module, name = {"gather": (KC, "_conv_gather_kernel"), "wgrad": (KC, "_conv_wgrad_kernel"),
+                    "gemm": (KL, "_gemm_kernel")}[which]
+    monkeypatch.setattr(module, name, _OutOfResourcesKernel())
+    rand = Rand(0)
+    x, w, b = rand(2, 4, 6, 6), rand(5, 4, 3, 3), rand(5)
+    # Tiles chosen as on an H100/H200 (kernels/configs/cuda_90.json), run by the interpreter.
+    with fastgan.use_backend("triton"), emulating("cuda_90", 132), pytest.raises(RuntimeError) as caught:
+        if which == "gemm":
+            fastgan.functional.linear_bias_act(rand(3, 20), rand(7, 20), rand(7), act="relu")
+        elif which == "gather":
+            fastgan.functional.conv2d_bias_act(x, w, b, padding=1, act="relu")
+        else:
+            x.requires_grad_(True)
+            w.requires_grad_(True)
+            y = fastgan.functional.conv2d_bias_act(x, w, b, padding=1, act="relu")  # the gather kernel runs
+            y.sum().backward()
+    text = str(caught.value)
+    assert "BLOCK_M" in text and "num_warps" in text and "Required: 264192" in text
+    assert "kernels/configs/cuda_90.json" in text and "--vet" in text
+    assert caught.value.__cause__ is not None
