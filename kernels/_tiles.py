@@ -232,6 +232,14 @@ def force(kind: str, tile: Tile | None) -> None:
         _forced[kind] = validate(tile, f"forced {kind} tile")
 
 
+def _table_in_use(device: torch.device) -> str:
+    """The config file pick() reads for `device`: the emulated GPU's when emulating."""
+    if emulated_gpu() is not None:
+        name = f"{emulated_gpu()[0]}.json"
+        return name if name in config_names() else "default.json"
+    return table_name_for(device)
+
+
 def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, bench=None) -> Tile:
     """The tile config for a GEMM of kind `kind`, operand dtype and shape (m, n, k).
 
@@ -249,11 +257,7 @@ def pick(kind: str, device: torch.device, dtype: torch.dtype, m: int, n: int, k:
             BLOCK_N=min(largest.BLOCK_N, _bucket(n)),
             BLOCK_K=min(largest.BLOCK_K, _bucket(k)),
         )
-    if emulated_gpu() is not None:
-        name = f"{emulated_gpu()[0]}.json"
-        table = load_table(name if name in config_names() else "default.json")[kind]
-    else:
-        table = load_table(table_name_for(device))[kind]
+    table = load_table(_table_in_use(device))[kind]
     tile = table["by_shape"].get(shape_key(dtype, m, n, k))
     if tile is None:
         tile = table.get("by_dtype", {}).get(_DTYPE_NAMES[dtype], table["default"])
@@ -276,15 +280,13 @@ def resource_error(kernel: str, constexprs: dict, device: torch.device, error: E
     without a GPU. Seen on an H200: a tuned tile needed 258 KB of shared memory in the
     batch-norm epilogue variant of the gather kernel, 227 KB being the limit."""
     tile = {k: constexprs[k] for k in _TILE_ARGS if k in constexprs}
-    if _forced:
-        source = "forced (kernels._tiles.force)"
-    elif emulated_gpu() is not None:
-        name = f"{emulated_gpu()[0]}.json"
-        source = f"kernels/configs/{name if name in config_names() else 'default.json'}"
+    forced = [kind for kind, t in _forced.items() if all(getattr(t, k) == v for k, v in tile.items())]
+    if forced:
+        source = f"a tile forced for {', '.join(forced)} (kernels._tiles.force)"
     elif _interpreter_tiles(device):
         source = "the interpreter's tiles (kernels/_tiles.py, INTERPRETER)"
     else:
-        source = f"kernels/configs/{table_name_for(device)}"
+        source = f"kernels/configs/{_table_in_use(device)}"
     return RuntimeError(
         f"{kernel}: the tile {tile} does not fit this GPU: {error} The tile comes from {source} "
         f"(or FASTGAN_AUTOTUNE's cache); give that shape a smaller tile. "

@@ -271,3 +271,11 @@ def test_a_tile_that_does_not_fit_names_the_tile_and_where_it_came_from(monkeypa
     assert "BLOCK_M" in text and "num_warps" in text and "Required: 264192" in text
     assert "kernels/configs/cuda_90.json" in text and "--vet" in text
     assert caught.value.__cause__ is not None
+
+
+def test_a_forced_tile_that_does_not_fit_is_named_as_forced(monkeypatch):
+    monkeypatch.setattr(KC, "_conv_gather_kernel", _OutOfResourcesKernel())
+    rand = Rand(0)
+    tile = _tiles.Tile(BLOCK_M=32, BLOCK_N=16, BLOCK_K=16, GROUP_M=8, num_warps=4, num_stages=2)
+    with fastgan.use_backend("triton"), forced_tiles({"conv": tile}), pytest.raises(RuntimeError, match="forced for conv"):
+        fastgan.functional.conv2d_bias_act(rand(2, 4, 6, 6), rand(5, 4, 3, 3), rand(5), padding=1, act="relu")
