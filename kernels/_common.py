@@ -100,6 +100,22 @@ def _strides(shape: tuple, memory_format) -> tuple:
     return torch.empty(shape, device="meta", memory_format=memory_format).stride()
 
 
+def output_spec(shape, memory_format=torch.contiguous_format) -> tuple:
+    """(shape, strides) of an output, worked out once when a launch is planned:
+    new_strided then allocates it without looking the strides up per call."""
+    shape = tuple(shape)
+    return shape, _strides(shape, memory_format)
+
+
+def new_strided(spec: tuple, dtype, device) -> torch.Tensor:
+    """new_output for a (shape, strides) spec from output_spec: the launchers' per-call
+    allocation, one PyTorch call (every launch allocates its outputs)."""
+    out = torch.empty_strided(spec[0], spec[1], dtype=dtype, device=device)
+    if _poison:
+        out.fill_(float("nan"))
+    return out
+
+
 def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
     # empty_strided with the strides looked up: the same tensor as torch.empty with a
     # memory format, for about two thirds of its host time (every launch allocates).

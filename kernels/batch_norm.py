@@ -21,7 +21,10 @@ from fastgan.reference.activations import needs_preactivation, needs_saved
 
 from . import activation as KA
 from ._arrival import arrived_last, release_counter, tile_counters
-from ._common import LaunchConfigs, accumulator_dtype, accumulator_type, new_output, new_output_like, split_float32
+from ._common import (
+    LaunchConfigs, accumulator_dtype, accumulator_type, new_output, new_output_like, new_strided, output_spec,
+    split_float32,
+)
 from . import _plans
 from ._plans import cdiv
 
@@ -654,10 +657,12 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
     of act) only for silu, else empty; in training the batch mean and biased variance
     (float32, float64 for float64 x), in eval empty tensors (the running statistics are
     used). Running statistics are read, never written."""
-    key = ("bn_fwd", _meta(x, weight, bias, running_mean, running_var), training, eps, act, alpha,
-           _CONFIGS.overridden())
-    launch = _plans.get(key) or _plans.put(
-        key, _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha))
+    launch = _plans.replay("bn_fwd")
+    if launch is None:
+        key = ("bn_fwd", _meta(x, weight, bias, running_mean, running_var), training, eps, act, alpha,
+               _CONFIGS.overridden())
+        launch = _plans.record("bn_fwd", _plans.get(key) or _plans.put(
+            key, _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha)))
     return launch(x, weight, bias, running_mean, running_var)
 
 
@@ -755,10 +760,12 @@ def bn_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_a
     forward used (batch statistics in training, running statistics in eval). gx in x's
     memory format; gw, gb (in weight's dtype, x's if weight is None) empty unless
     need_affine."""
-    key = ("bn_backward", _meta(grad, s, x, weight, mean, var), training, eps, act, alpha, need_affine,
-           _CONFIGS.overridden())
-    launch = _plans.get(key) or _plans.put(
-        key, _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_affine))
+    launch = _plans.replay("bn_backward")
+    if launch is None:
+        key = ("bn_backward", _meta(grad, s, x, weight, mean, var), training, eps, act, alpha, need_affine,
+               _CONFIGS.overridden())
+        launch = _plans.record("bn_backward", _plans.get(key) or _plans.put(
+            key, _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_affine)))
     return launch(grad, s, x, weight, mean, var)
 
 
@@ -787,6 +794,13 @@ class _NormalizePlan:
                           BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
         if update_running:
             self.flags["UPDATE_RUNNING"] = True
+        # y's (shape, strides) as empty_like(x) gives them, when the kernels read x itself.
+        self.out_spec = None if plan.copy else _like_spec(x)
+
+
+def _like_spec(x: torch.Tensor) -> tuple:
+    """(shape, strides) of torch.empty_like(x), for new_strided."""
+    return tuple(x.shape), torch.empty_like(torch.empty_strided(x.shape, x.stride(), device="meta")).stride()
 
 
 def _check_running(x, stats, running) -> None:
@@ -806,18 +820,26 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
     var_factor), float32: the same launch updates them in place as nn.BatchNorm does
     (running = (1 - momentum) running + momentum batch value, the variance unbiased
     by var_factor = M / (M - 1))."""
-    key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, running is not None,
-           None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats[0].dtype),
-           _CONFIGS.overridden())
-    p = _plans.get(key)
+    p = _plans.replay("bn_normalize")
     if p is None:
-        if running is not None:
-            _check_running(x, stats[0], running)
-        p = _plans.put(key, _NormalizePlan(x, weight, bias, eps, act, alpha, running is not None))
+        key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, running is not None,
+               None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats[0].dtype),
+               _CONFIGS.overridden())
+        p = _plans.get(key)
+        if p is None:
+            if running is not None:
+                _check_running(x, stats[0], running)
+            p = _plans.put(key, _NormalizePlan(x, weight, bias, eps, act, alpha, running is not None))
+        _plans.record("bn_normalize", p)
     plan = p.plan
-    xk = plan.read(x)
-    y = new_output_like(xk)
-    z = new_output_like(xk) if p.store_z else None
+    if p.out_spec is not None:  # x read as it is
+        xk, dtype, device = x, x.dtype, x.device
+        y = new_strided(p.out_spec, dtype, device)
+        z = new_strided(p.out_spec, dtype, device) if p.store_z else None
+    else:
+        xk = plan.read(x)
+        y = new_output_like(xk)
+        z = new_output_like(xk) if p.store_z else None
     if x.numel() == 0:
         return plan.restore(y, x), z
     mean, var, shift = stats
@@ -841,34 +863,52 @@ def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
     """(coef [4, C], gw, gb) of a training-mode batch norm + act: the coefficients of
     its input gradient as the conv kernels fold it (kernels/_conv_bn.py) and the
     affine gradients, from one launch of the sums kernel."""
-    key = ("bn_fold_coefficients", _meta(grad, s, x, weight, mean, var), eps, act, _CONFIGS.overridden())
-    plan = _plans.get(key)
-    if plan is None:
-        _check_x(x)
-        _check_channels(x, weight=weight, mean=mean, var=var)
-        plan = _plans.put(key, _Plan(x, config()))
-    acc = accumulator_dtype(x.dtype)
-    c = x.shape[1]
-    pdtype = x.dtype if weight is None else weight.dtype
-    gw, gb = new_output((c,), pdtype, x.device), new_output((c,), pdtype, x.device)
-    coef = new_output((4, c), acc, x.device)
+    p = _plans.replay("bn_fold_coefficients")
+    if p is None:
+        key = ("bn_fold_coefficients", _meta(grad, s, x, weight, mean, var), eps, act, alpha, _CONFIGS.overridden())
+        p = _plans.get(key)
+        if p is None:
+            _check_x(x)
+            _check_channels(x, weight=weight, mean=mean, var=var)
+            p = _plans.put(key, _FoldPlan(x, weight, eps, act, alpha))
+        _plans.record("bn_fold_coefficients", p)
+    plan, device = p.plan, x.device
+    gw, gb = new_strided(p.vec_spec, p.pdtype, device), new_strided(p.vec_spec, p.pdtype, device)
+    coef = new_strided(p.coef_spec, p.acc, device)
     xk = plan.read(x)
     g = plan.in_layout(grad, xk)
-    s = plan.in_layout(s, xk) if needs_saved(act, None) else g
-    eps_hi, eps_lo = split_float32(eps)
+    s = plan.in_layout(s, xk) if p.uses_s else g
     w = weight if weight is not None else x
-    common = dict(ACT=act, STORE_GX=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=True, TRAINING=True,
-                  FOLD=True, BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c, LAYOUT=plan.layout,
-                  ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
     if plan.fused:
-        _bn_grad_sums_kernel[plan.grid(True)](
-            g, s, xk, x, w, mean, var, coef, coef, gw, gb, coef, coef, eps_hi, eps_lo, float(alpha),
-            *plan.geometry(), plan.num_tiles, FINAL=True, **common,
+        _bn_grad_sums_kernel[p.grid](
+            g, s, xk, x, w, mean, var, coef, coef, gw, gb, coef, coef, *p.scalars, FINAL=True, **p.flags,
         )
     else:
-        part = new_output((2, plan.row_programs, c), acc, x.device)
-        _bn_grad_sums_kernel[plan.grid(False)](
-            g, s, xk, x, w, mean, var, part[0], part[1], gw, gb, coef, plan.counters(),
-            eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles_per_program, FINAL=False, **common,
+        part = new_strided(p.part_spec, p.acc, device)
+        _bn_grad_sums_kernel[p.grid](
+            g, s, xk, x, w, mean, var, part[0], part[1], gw, gb, coef, plan.counters(), *p.scalars, FINAL=False,
+            **p.flags,
         )
     return coef, gw, gb
+
+
+class _FoldPlan:
+    """bn_fold_coefficients's launch for one call signature: outputs, grid, scalars
+    and flags worked out once."""
+
+    def __init__(self, x, weight, eps, act, alpha):
+        self.plan = plan = _Plan(x, config())
+        c = x.shape[1]
+        self.acc = accumulator_dtype(x.dtype)
+        self.pdtype = x.dtype if weight is None else weight.dtype
+        self.vec_spec, self.coef_spec = output_spec((c,)), output_spec((4, c))
+        self.part_spec = output_spec((2, plan.row_programs, c))
+        self.uses_s = needs_saved(act, None)
+        self.grid = plan.grid(plan.fused)
+        eps_hi, eps_lo = split_float32(eps)
+        self.scalars = (eps_hi, eps_lo, float(alpha), *plan.geometry(),
+                        plan.num_tiles if plan.fused else plan.tiles_per_program)
+        self.flags = dict(ACT=act, STORE_GX=False, HAS_WEIGHT=weight is not None, NEED_AFFINE=True, TRAINING=True,
+                          FOLD=True, BLOCK_P=plan.block_p, FINALIZE_C=plan.finalize_c, LAYOUT=plan.layout,
+                          ACC=accumulator_type(x.dtype), BLOCK_R=plan.block_r, BLOCK_C=plan.block_c,
+                          num_warps=plan.num_warps)

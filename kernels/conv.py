@@ -25,7 +25,7 @@ from . import _plans, _tiles
 from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._conv_bn import finalize_stats, finalize_sums, folded_operand, tile_stats, tile_sums
 from ._plans import cdiv
-from ._common import accumulator_dtype, new_output, split_float32
+from ._common import accumulator_dtype, new_output, new_strided, output_spec, split_float32
 from ._gemm import (
     acc_type,
     bias_act_store,
@@ -566,20 +566,22 @@ def _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act,
     store_z = needs_preactivation(act)
     launch = _plan_gather(x, None, weight, bias, y, y if store_z else None, transposed, stride, padding,
                           act, alpha, gain, clamp, prologue=False, epilogue=True, out_scale=1.0)
-    return shape, store_z, launch
+    return output_spec(shape, torch.channels_last), store_z, launch
 
 
 def conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp):
     """(y, z): y = clamp(act(conv(x, w) + b) * gain) channels_last; z the pre-activation
     for silu (channels_last), else an empty tensor. conv is conv_transpose2d when
     `transposed` (weight [C_in, C_out, kh, kw]), conv2d otherwise ([C_out, C_in, kh, kw])."""
-    key = ("conv_fwd", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride), tuple(padding),
-           tuple(output_padding), transposed, act, alpha, gain, clamp)
-    plan = _plans.get(key) or _plans.put(
-        key, _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp))
-    shape, store_z, launch = plan
-    y = new_output(shape, x.dtype, x.device, torch.channels_last)
-    z = new_output(shape, x.dtype, x.device, torch.channels_last) if store_z else None
+    plan = _plans.replay("conv_fwd")
+    if plan is None:
+        key = ("conv_fwd", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride), tuple(padding),
+               tuple(output_padding), transposed, act, alpha, gain, clamp)
+        plan = _plans.record("conv_fwd", _plans.get(key) or _plans.put(
+            key, _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, act, alpha, gain, clamp)))
+    spec, store_z, launch = plan
+    y = new_strided(spec, x.dtype, x.device)
+    z = new_strided(spec, x.dtype, x.device) if store_z else None
     launch(x, None, weight, bias, y, z)
     return y, (z if z is not None else x.new_empty(0))
 
@@ -607,18 +609,20 @@ def _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act
     launch = _plan_gather(grad, s, weight, None, gx, None, not transposed, stride, padding,
                           act, alpha, gain, clamp, prologue=prologue, epilogue=False,
                           out_scale=1.0 if prologue else gain)
-    return shape, prologue, launch
+    return output_spec(shape, torch.channels_last), prologue, launch
 
 
 def conv_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp):
     """dL/dx of conv_fwd (channels_last), given dL/dy and the saved s: the transposed
     operation (conv2d <-> conv_transpose2d) of dL/dz = dL/dy * act'(s), same weight."""
-    key = ("conv_grad_input", _plans.meta(grad), _plans.meta(s), _plans.meta(weight), tuple(input_hw),
-           tuple(stride), tuple(padding), transposed, act, alpha, gain, clamp)
-    plan = _plans.get(key) or _plans.put(
-        key, _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp))
-    shape, prologue, launch = plan
-    gx = new_output(shape, grad.dtype, grad.device, torch.channels_last)
+    plan = _plans.replay("conv_grad_input")
+    if plan is None:
+        key = ("conv_grad_input", _plans.meta(grad), _plans.meta(s), _plans.meta(weight), tuple(input_hw),
+               tuple(stride), tuple(padding), transposed, act, alpha, gain, clamp)
+        plan = _plans.record("conv_grad_input", _plans.get(key) or _plans.put(
+            key, _plan_grad_input(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, gain, clamp)))
+    spec, prologue, launch = plan
+    gx = new_strided(spec, grad.dtype, grad.device)
     launch(grad, s if prologue else None, weight, None, gx, None)
     return gx
 
@@ -686,11 +690,12 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K,
         **({"BN_FOLD": True} if fold else {}), **tile.launch_options(),
     )
-    device, g_dtype = x.device, grad.dtype
+    device, g_dtype, x_dtype = x.device, grad.dtype, x.dtype
+    gw_spec, gb_spec = output_spec(gw_shape), output_spec((c_g,))
 
     def launch(grad, s, x, fx=None, coef=None):
-        gw = new_output(gw_shape, x.dtype, device)
-        gb = new_output((c_g,), g_dtype, device) if need_bias else None
+        gw = new_strided(gw_spec, x_dtype, device)
+        gb = new_strided(gb_spec, g_dtype, device) if need_bias else None
         # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
         ws = partials_buffer(split, gw.numel(), x.dtype, device) if split > 1 else gw
         gb_ws = partials_buffer(split * phases, c_g, g_dtype, device) if split_b else gw
@@ -711,13 +716,16 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
 def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias):
     """(dL/dw, dL/db) of conv_fwd: dL/dw contiguous in the weight's layout, dL/db 1-D
     (an empty tensor unless need_bias), both from one pass over dL/dy."""
-    key = ("conv_grad_weight", _plans.meta(grad), _plans.meta(s), _plans.meta(x), tuple(kernel_hw), tuple(stride),
-           tuple(padding), transposed, act, alpha, gain, clamp, need_bias)
-    launch = _plans.get(key)
+    launch = _plans.replay("conv_grad_weight")
     if launch is None:
-        _check_grad_weight("conv_grad_weight", grad, s, x, kernel_hw, stride, padding, act, alpha, gain, clamp)
-        launch = _plans.put(key, _plan_grad_weight(
-            grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias))
+        key = ("conv_grad_weight", _plans.meta(grad), _plans.meta(s), _plans.meta(x), tuple(kernel_hw), tuple(stride),
+               tuple(padding), transposed, act, alpha, gain, clamp, need_bias)
+        launch = _plans.get(key)
+        if launch is None:
+            _check_grad_weight("conv_grad_weight", grad, s, x, kernel_hw, stride, padding, act, alpha, gain, clamp)
+            launch = _plans.put(key, _plan_grad_weight(
+                grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias))
+        _plans.record("conv_grad_weight", launch)
     return launch(grad, s, x)
 
 
@@ -729,13 +737,15 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
 
 
 def _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed):
-    shape, _, _ = _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear", 0.2, 1.0, None)
+    (shape, _), _, _ = _plan_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear", 0.2, 1.0,
+                                 None)
     y = torch.empty(shape, dtype=x.dtype, device="meta", memory_format=torch.channels_last)
     launch = _plan_gather(x, None, weight, bias, y, None, transposed, _pair("conv_fwd", "stride", stride, 1),
                           _pair("conv_fwd", "padding", padding, 0), "linear", 0.2, 1.0, None,
                           prologue=False, epilogue=True, out_scale=1.0, bn=dict(BN_EPILOGUE="stats"))
     c = shape[1]
-    return shape, (3, c), (3 * launch.epilogue_slots * c,), accumulator_dtype(x.dtype), launch
+    return (output_spec(shape, torch.channels_last), output_spec((3, c)), output_spec((3 * launch.epilogue_slots * c,)),
+            accumulator_dtype(x.dtype), launch)
 
 
 def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed):
@@ -743,22 +753,24 @@ def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transpos
     its per-channel batch statistics stats [3, C_out] in the accumulator dtype (mean,
     biased var, mean - y[0, c, 0, 0], what batch_norm.bn_normalize takes), in one
     launch. y must not be empty."""
-    key = ("conv_fwd_bn_stats", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride),
-           tuple(padding), tuple(output_padding), transposed)
-    plan = _plans.get(key) or _plans.put(
-        key, _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed))
-    shape, stats_shape, part_shape, acc, launch = plan
+    plan = _plans.replay("conv_fwd_bn_stats")
+    if plan is None:
+        key = ("conv_fwd_bn_stats", _plans.meta(x), _plans.meta(weight), _plans.meta(bias), tuple(stride),
+               tuple(padding), tuple(output_padding), transposed)
+        plan = _plans.record("conv_fwd_bn_stats", _plans.get(key) or _plans.put(
+            key, _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)))
+    y_spec, stats_spec, part_spec, acc, launch = plan
     device = x.device
-    y = new_output(shape, x.dtype, device, torch.channels_last)
-    stats = new_output(stats_shape, acc, device)
-    part = new_output(part_shape, acc, device)
+    y = new_strided(y_spec, x.dtype, device)
+    stats = new_strided(stats_spec, acc, device)
+    part = new_strided(part_spec, acc, device)
     launch(x, None, weight, bias, y, None, (None, None, part, stats, None, None, None, None, None, None, None))
     return y, stats
 
 
 def _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act):
-    shape, _, _ = _plan_grad_input(grad, None, weight, input_hw, stride, padding, transposed, "linear", 0.2, 1.0,
-                                   None)
+    (shape, _), _, _ = _plan_grad_input(grad, None, weight, input_hw, stride, padding, transposed, "linear", 0.2,
+                                        1.0, None)
     if tuple(s.shape) != tuple(grad.shape):
         raise ValueError(f"conv_grad_input_bn: s must be shaped like grad {tuple(grad.shape)}, got {tuple(s.shape)}")
     gx = torch.empty(shape, dtype=grad.dtype, device="meta", memory_format=torch.channels_last)
@@ -768,7 +780,11 @@ def _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, 
     launch = _plan_gather(grad, s, weight, None, gx, None, not transposed, _pair("conv_grad_input", "stride", stride, 1),
                           _pair("conv_grad_input", "padding", padding, 0), act, alpha, 1.0, None,
                           prologue=False, epilogue=False, out_scale=1.0, bn=bn)
-    return shape, accumulator_dtype(grad.dtype), launch
+    c = shape[1]
+    # The linked block's outputs: coefficients [4, C], its weight and bias gradients
+    # [C], the epilogue's partial sums.
+    link_specs = (output_spec((4, c)), output_spec((c,)), output_spec((2 * launch.epilogue_slots * c,)))
+    return output_spec(shape, torch.channels_last), accumulator_dtype(grad.dtype), link_specs, launch
 
 
 def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, transposed, act, alpha, link=None):
@@ -780,24 +796,26 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
     this conv's input x (es, ex channels_last like x): its batch-norm sums are taken
     in the same launch's epilogue; then returns (gx, (coef, gw, gb)) of that block,
     else (gx, None)."""
-    link_act = None if link is None else (link[6], link[4] is not None)
-    key = ("conv_grad_input_bn", _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(weight),
-           tuple(input_hw), tuple(stride), tuple(padding), transposed, act, alpha, link_act)
-    plan = _plans.get(key) or _plans.put(
-        key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act))
-    shape, acc, launch = plan
+    plan = _plans.replay("conv_grad_input_bn" if link is None else "conv_grad_input_bn+link")
+    if plan is None:
+        link_act = None if link is None else (link[6], link[4] is not None)
+        key = ("conv_grad_input_bn", _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(weight),
+               tuple(input_hw), tuple(stride), tuple(padding), transposed, act, alpha, link_act)
+        plan = _plans.record("conv_grad_input_bn" if link is None else "conv_grad_input_bn+link", _plans.get(key)
+                             or _plans.put(key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding,
+                                                                    transposed, act, alpha, link_act)))
+    gx_spec, acc, (coef_spec, vec_spec, part_spec), launch = plan
     device = grad.device
-    gx = new_output(shape, grad.dtype, device, torch.channels_last)
+    gx = new_strided(gx_spec, grad.dtype, device)
     if link is None:
         launch(grad, s, weight, None, gx, None, (fx, coef, None, None, None, None, None, None, None, None, None),
                (0.0, 0.0, float(alpha)))
         return gx, None
     es, ex, mean, var, e_weight, eps, e_act, e_alpha = link
-    c = shape[1]
     pdtype = ex.dtype if e_weight is None else e_weight.dtype
-    e_coef = new_output((4, c), acc, device)
-    e_gw, e_gb = new_output((c,), pdtype, device), new_output((c,), pdtype, device)
-    part = new_output((2 * launch.epilogue_slots * c,), acc, device)
+    e_coef = new_strided(coef_spec, acc, device)
+    e_gw, e_gb = new_strided(vec_spec, pdtype, device), new_strided(vec_spec, pdtype, device)
+    part = new_strided(part_spec, acc, device)
     eps_hi, eps_lo = split_float32(eps)
     launch(grad, s, weight, None, gx, None,
            (fx, coef, part, e_coef, es if e_act != "linear" else ex, ex, mean, var, e_weight, e_gw, e_gb),
@@ -809,13 +827,16 @@ def conv_grad_weight_bn(grad, s, fx, coef, x, kernel_hw, stride, padding, transp
     """(dL/dw, dL/db) of a conv -> batch norm -> act block's conv (conv_grad_weight's
     layout), given what conv_grad_input_bn takes."""
     op = "conv_grad_weight_bn"
-    key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(x), tuple(kernel_hw), tuple(stride),
-           tuple(padding), transposed, act, alpha, need_bias)
-    launch = _plans.get(key)
+    launch = _plans.replay(op)
     if launch is None:
-        _check_grad_weight(op, grad, None, x, kernel_hw, stride, padding, "linear", 0.2, 1.0, None)
-        if tuple(s.shape) != tuple(grad.shape) or s.stride() != fx.stride():
-            raise ValueError(f"{op}: s and fx must be shaped like grad {tuple(grad.shape)} with equal strides")
-        launch = _plans.put(key, _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, alpha,
-                                                   1.0, None, need_bias, fold=True))
+        key = (op, _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(x), tuple(kernel_hw),
+               tuple(stride), tuple(padding), transposed, act, alpha, need_bias)
+        launch = _plans.get(key)
+        if launch is None:
+            _check_grad_weight(op, grad, None, x, kernel_hw, stride, padding, "linear", 0.2, 1.0, None)
+            if tuple(s.shape) != tuple(grad.shape) or s.stride() != fx.stride():
+                raise ValueError(f"{op}: s and fx must be shaped like grad {tuple(grad.shape)} with equal strides")
+            launch = _plans.put(key, _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act,
+                                                       alpha, 1.0, None, need_bias, fold=True))
+        _plans.record(op, launch)
     return launch(grad, s, x, fx, coef)

@@ -5,6 +5,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # Kernel launchers fill their outputs with NaN before each launch: an element a kernel
 # forgets to write can never pass a comparison.
 os.environ.setdefault("FASTGAN_POISON_OUTPUTS", "1")
+# Every replayed launch-plan tape (kernels/_plans.py) is checked against its keys.
+os.environ.setdefault("FASTGAN_CHECK_TAPES", "1")
 # One intra-op thread for torch (OpenMP) and numpy (OpenBLAS; the interpreter runs each
 # tl.dot as a small numpy matmul), inherited by subprocesses: the tests use small
 # tensors, and on a shared 2-core machine worker threads spin against each other (a

@@ -17,6 +17,7 @@ from torch import nn
 import fastgan
 from fastgan.bench import dcgan, host
 from fastgan.bench.launches import recording_launches
+from fastgan.kernels import _plans
 from fastgan.nn import fuse
 from fastgan.nn.sequential import FusedSequential
 
@@ -309,3 +310,88 @@ def test_a_run_after_other_modules_chains_from_its_own_input():
     (y_chain, chained), (y_layers, layered) = on_both(model, run)
     assert y_chain.grad_fn.name() == CHAIN_NODE and y_layers.grad_fn.name() != CHAIN_NODE
     assert_equal(chained, layered)
+
+
+class TapeCounter:
+    """Counts the launches that replayed a recorded plan tape (kernels._plans.Tape)
+    and the replays that met another launcher than the tape's."""
+
+    def __init__(self, monkeypatch):
+        self.replayed = self.broken = 0
+        original = _plans.replay
+
+        def replay(name):
+            tape = getattr(_plans._frozen, "tape", None)
+            was_broken = tape is not None and tape.broken
+            plan = original(name)
+            if tape is not None and not tape.recording:
+                if tape.broken and not was_broken:
+                    self.broken += 1
+                elif not tape.broken:
+                    self.replayed += 1
+            return plan
+
+        monkeypatch.setattr(_plans, "replay", replay)
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_chain_replays_its_launch_plans_with_the_layers_bits(monkeypatch, checked):
+    """From its second chained call of a signature, a chain's forward and backward
+    replay the plans they recorded instead of looking each one up by key: the layers'
+    bits (unchecked: the replayed plans are the ones launched), and under
+    CHECK_TAPES every replayed plan is the very plan its key gives (a mismatch raises)."""
+    monkeypatch.setattr(_plans, "CHECK_TAPES", checked)
+    _plans.clear()
+    counter = TapeCounter(monkeypatch)
+    G, D = models()
+    z, real = inputs()
+    with fastgan.use_backend("triton"):
+        Gl, Dl = by_layers(G), by_layers(D)
+        for it in range(4):  # layers, chains recording, then chains replaying
+            before = counter.replayed
+            chained, _ = step(G, D, z, real, it)
+            assert_equal(chained, step(Gl, Dl, z, real, it)[0])
+            assert (counter.replayed > before) == (it >= 2), it
+    assert counter.broken == 0
+
+
+def test_a_tape_replaying_another_plan_fails_the_check(monkeypatch):
+    """CHECK_TAPES catches a tape whose plans are not the ones their keys give (here
+    two layers' forward plans swapped): what a signature missing something a plan
+    depends on would do."""
+    monkeypatch.setattr(_plans, "CHECK_TAPES", True)
+    _plans.clear()
+    _, D = models()
+    _, real = inputs()
+    with fastgan.use_backend("triton"):
+        for _ in range(2):
+            D.features(real)
+        (entries,) = [e for e in _plans._tapes.values() if sum(n == "conv_fwd_bn_stats" for n, _ in e) >= 2]
+        first, second = [i for i, (n, _) in enumerate(entries) if n == "conv_fwd_bn_stats"][:2]
+        entries[first], entries[second] = entries[second], entries[first]
+        with pytest.raises(AssertionError, match="tape"):
+            D.features(real)
+
+
+def test_a_replay_meeting_another_launcher_falls_back_to_the_keys(monkeypatch):
+    """A retained graph's second backward finds the links between blocks already used,
+    so it launches other kernels than the first under the same signature: its replay
+    stops at the first launcher that differs, the rest plans by key (the layers'
+    gradients), and the tape is dropped."""
+    monkeypatch.setattr(_plans, "CHECK_TAPES", False)
+    _plans.clear()
+    counter = TapeCounter(monkeypatch)
+    G, _ = models()
+    z, _ = inputs()
+
+    def run(model):
+        up = torch.randn(model(z).shape, generator=torch.Generator().manual_seed(5))
+        for _ in range(2):  # record both tapes
+            torch.autograd.grad(model(z), list(model.parameters()), up)
+        y = model(z)
+        first = torch.autograd.grad(y, list(model.parameters()), up, retain_graph=True)
+        return [*first, *torch.autograd.grad(y, list(model.parameters()), up)]
+
+    assert_equal(*on_both(G, run))
+    assert counter.broken == 1
+    assert counter.replayed > 0

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import torch
 
+from .. import _backend
 from ..kernels import _plans
+from ..kernels import batch_norm as KB
 from . import _bilinear as B
 from . import _eager
 from . import conv as _conv_ops
@@ -108,11 +110,18 @@ class LayerChain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, layers, running, in_link, out_link, x, *params):
-        token = _plans.freeze()
+        meta = _plans.meta
+        ctx.signature = signature = (
+            layers, meta(x), tuple([meta(p) for p in params]),
+            tuple([None if r is None else (meta(r[0]), meta(r[1])) for r in running]), _dispatch_state())
+        token = _plans.freeze(signature)
+        completed = False
         try:
-            return LayerChain._forward(ctx, layers, running, in_link, out_link, x, params)
+            y = LayerChain._forward(ctx, layers, running, in_link, out_link, x, params)
+            completed = True
+            return y
         finally:
-            _plans.thaw(token)
+            _plans.thaw(token, completed)
 
     @staticmethod
     def _forward(ctx, layers, running, in_link, out_link, x, params):
@@ -153,11 +162,14 @@ class LayerChain(torch.autograd.Function):
         needs_x, needs_params = ctx.needs_input_grad[4], ctx.needs_input_grad[5:]
         if torch.is_grad_enabled():
             return (None,) * 4 + _recomputed_backward(layers, needs_x, needs_params, gy, x, params)
-        token = _plans.freeze()
+        token = _plans.freeze(_backward_signature(ctx, gy))
+        completed = False
         try:
-            return (None,) * 4 + LayerChain._backward(ctx, gy, x, y, params, needs_x, needs_params)
+            grads = LayerChain._backward(ctx, gy, x, y, params, needs_x, needs_params)
+            completed = True
+            return (None,) * 4 + grads
         finally:
-            _plans.thaw(token)
+            _plans.thaw(token, completed)
 
     @staticmethod
     def _backward(ctx, gy, x, y, params, needs_x, needs_params):
@@ -191,6 +203,29 @@ class LayerChain(torch.autograd.Function):
 
 
 BlockLink = _blocks.BlockLink
+
+
+def _dispatch_state():
+    """The settings outside kernels._plans's state that the chain's launches depend on:
+    the backend (which implementation each op resolves to) and batch norm's launch
+    config override (tests)."""
+    return _backend._current, _backend._launches_stubbed, KB._CONFIGS.overridden()
+
+
+def _backward_signature(ctx, gy):
+    """What the backward's launch plans depend on besides the forward's signature (a
+    launch plan tape, kernels._plans.Tape): dL/dy's metadata, which inputs need a
+    gradient, whether the consumer of a last block already computed its sums from
+    exactly gy, and the link of the block that produced the chain's input."""
+    meta = _plans.meta
+    out_link = ctx.links[-1]
+    sums_ready = out_link is not None and out_link.sums is not None and out_link.sums[0] is gy
+    in_link = ctx.in_link
+    link = None
+    if in_link is not None and in_link.x is not None:
+        link = (meta(in_link.s), meta(in_link.x), meta(in_link.mean), meta(in_link.var), meta(in_link.weight),
+                in_link.act)
+    return ctx.signature, meta(gy), ctx.needs_input_grad, sums_ready, link, _dispatch_state()
 # LayerChain.apply without autograd.Function.apply's Python layer (fastgan.ops._eager).
 _apply = _eager._direct_apply(LayerChain)
 
