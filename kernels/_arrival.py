@@ -33,6 +33,8 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _common
+
 
 @triton.jit
 def arrived_last(counter_ptr, arrivals):
@@ -78,4 +80,26 @@ def tile_counters(count: int, device) -> torch.Tensor:
         buf = torch.zeros(max(count, 2 * (buf.numel() if buf is not None else 0), 1024), dtype=torch.int32,
                           device=device)
         _counters[device] = buf
+    return buf
+
+
+_scratch: dict = {}
+
+
+def scratch(count: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """At least `count` elements of `dtype` on `device` for the partial results of one
+    launch: slots its programs write and its last program to arrive reads back, never
+    read after the launch. One buffer per (device, dtype), grown on demand like the
+    counters (kept for captured CUDA graphs), so a launch allocates none, with the same
+    condition: the launches that share it run in order on one stream. Poisoned with
+    NaN per use under test like an output (a slot no program writes shows up)."""
+    key = (device, dtype)
+    buf = _scratch.get(key)
+    if buf is None or buf.numel() < count:
+        if buf is not None:
+            _retired.append(buf)
+        buf = torch.empty(max(count, 2 * (buf.numel() if buf is not None else 0), 4096), dtype=dtype, device=device)
+        _scratch[key] = buf
+    if _common._poison:
+        buf.fill_(float("nan"))
     return buf

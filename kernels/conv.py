@@ -22,7 +22,7 @@ from fastgan.reference.activations import needs_preactivation, needs_saved
 from fastgan.reference.conv import output_size
 
 from . import _plans, _tiles
-from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
+from ._arrival import arrived_last, release_counter, scratch, sum_slots, tile_counters
 from ._conv_bn import finalize_stats, finalize_sums, folded_operand, tile_stats, tile_sums
 from ._plans import cdiv
 from ._common import accumulator_dtype, new_output, new_strided, output_spec, split_float32
@@ -708,7 +708,7 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
             )
         except OutOfResources as error:
             raise _tiles.resource_error("conv weight-gradient kernel", constexprs, device, error) from error
-        return gw, (gb if gb is not None else grad.new_empty(0))
+        return gw, gb
 
     return launch
 
@@ -726,7 +726,8 @@ def conv_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, al
             launch = _plans.put(key, _plan_grad_weight(
                 grad, s, x, kernel_hw, stride, padding, transposed, act, alpha, gain, clamp, need_bias))
         _plans.record("conv_grad_weight", launch)
-    return launch(grad, s, x)
+    gw, gb = launch(grad, s, x)
+    return gw, (gb if gb is not None else grad.new_empty(0))
 
 
 # ----------------------------------------------------------------------------- conv -> batch norm blocks
@@ -744,7 +745,7 @@ def _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transpo
                           _pair("conv_fwd", "padding", padding, 0), "linear", 0.2, 1.0, None,
                           prologue=False, epilogue=True, out_scale=1.0, bn=dict(BN_EPILOGUE="stats"))
     c = shape[1]
-    return (output_spec(shape, torch.channels_last), output_spec((3, c)), output_spec((3 * launch.epilogue_slots * c,)),
+    return (output_spec(shape, torch.channels_last), output_spec((3, c)), 3 * launch.epilogue_slots * c,
             accumulator_dtype(x.dtype), launch)
 
 
@@ -759,11 +760,11 @@ def conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transpos
                tuple(padding), tuple(output_padding), transposed)
         plan = _plans.record("conv_fwd_bn_stats", _plans.get(key) or _plans.put(
             key, _plan_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)))
-    y_spec, stats_spec, part_spec, acc, launch = plan
+    y_spec, stats_spec, part_count, acc, launch = plan
     device = x.device
     y = new_strided(y_spec, x.dtype, device)
     stats = new_strided(stats_spec, acc, device)
-    part = new_strided(part_spec, acc, device)
+    part = scratch(part_count, acc, device)
     launch(x, None, weight, bias, y, None, (None, None, part, stats, None, None, None, None, None, None, None))
     return y, stats
 
@@ -783,7 +784,7 @@ def _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, 
     c = shape[1]
     # The linked block's outputs: coefficients [4, C], its weight and bias gradients
     # [C], the epilogue's partial sums.
-    link_specs = (output_spec((4, c)), output_spec((c,)), output_spec((2 * launch.epilogue_slots * c,)))
+    link_specs = (output_spec((4, c)), output_spec((c,)), 2 * launch.epilogue_slots * c)
     return output_spec(shape, torch.channels_last), accumulator_dtype(grad.dtype), link_specs, launch
 
 
@@ -804,7 +805,7 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
         plan = _plans.record("conv_grad_input_bn" if link is None else "conv_grad_input_bn+link", _plans.get(key)
                              or _plans.put(key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding,
                                                                     transposed, act, alpha, link_act)))
-    gx_spec, acc, (coef_spec, vec_spec, part_spec), launch = plan
+    gx_spec, acc, (coef_spec, vec_spec, part_count), launch = plan
     device = grad.device
     gx = new_strided(gx_spec, grad.dtype, device)
     if link is None:
@@ -815,7 +816,7 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
     pdtype = ex.dtype if e_weight is None else e_weight.dtype
     e_coef = new_strided(coef_spec, acc, device)
     e_gw, e_gb = new_strided(vec_spec, pdtype, device), new_strided(vec_spec, pdtype, device)
-    part = new_strided(part_spec, acc, device)
+    part = scratch(part_count, acc, device)
     eps_hi, eps_lo = split_float32(eps)
     launch(grad, s, weight, None, gx, None,
            (fx, coef, part, e_coef, es if e_act != "linear" else ex, ex, mean, var, e_weight, e_gw, e_gb),
@@ -825,7 +826,7 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
 
 def conv_grad_weight_bn(grad, s, fx, coef, x, kernel_hw, stride, padding, transposed, act, alpha, need_bias):
     """(dL/dw, dL/db) of a conv -> batch norm -> act block's conv (conv_grad_weight's
-    layout), given what conv_grad_input_bn takes."""
+    layout), given what conv_grad_input_bn takes; dL/db is None unless need_bias."""
     op = "conv_grad_weight_bn"
     launch = _plans.replay(op)
     if launch is None:
