@@ -166,11 +166,17 @@ class DirectLaunch:
     does not check. Returns what the launch returns (the CompiledKernel, or whatever
     a patched __getitem__ returns)."""
 
-    __slots__ = ("kernel", "grid", "_grid3", "_entry", "_usable")
+    __slots__ = ("kernel", "grid", "_grid3", "_entry", "_usable", "_home", "_name")
 
     def __init__(self, kernel, grid):
         self.kernel, self.grid = kernel, grid
         self._entry = None
+        # The module binding the kernel came from: launches use what it binds at launch
+        # time, as `kernel[grid](...)` in the launcher did (tests replace kernels there).
+        fn = getattr(kernel, "fn", None)
+        home = getattr(fn, "__globals__", None)
+        self._name = getattr(fn, "__name__", None)
+        self._home = home if home is not None and home.get(self._name) is kernel else None
         # A callable grid depends on the arguments: not served directly.
         self._usable = not interpreting() and not callable(grid) and hasattr(kernel, "params")
         if self._usable:
@@ -179,7 +185,8 @@ class DirectLaunch:
 
     def __call__(self, *args, **kwargs):
         e = self._entry
-        if e is None or not _ENABLED or KernelInterface.__getitem__ is not _GETITEM:
+        if (e is None or not _ENABLED or KernelInterface.__getitem__ is not _GETITEM
+                or (self._home is not None and self._home.get(self._name) is not self.kernel)):
             return self._normal(args, kwargs, None)
         kernel = self.kernel
         # Guards (module docstring), cheapest first.
@@ -243,8 +250,9 @@ class DirectLaunch:
         """The launch through Triton's path; keeps the CompiledKernel it returns when
         the direct path may serve later calls (mask: the alignment variant this call
         has, known when every other guard passed)."""
-        compiled = self.kernel[self.grid](*args, **kwargs)
-        if not self._usable or not _ENABLED or KernelInterface.__getitem__ is not _GETITEM:
+        kernel = self.kernel if self._home is None else self._home.get(self._name, self.kernel)
+        compiled = kernel[self.grid](*args, **kwargs)
+        if not self._usable or not _ENABLED or KernelInterface.__getitem__ is not _GETITEM or kernel is not self.kernel:
             return compiled
         if getattr(compiled, "function", None) is None or not hasattr(compiled, "packed_metadata"):
             return compiled  # no launch happened (a cache hook) or not a CompiledKernel

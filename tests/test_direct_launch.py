@@ -247,6 +247,31 @@ def test_off_under_the_interpreter_recording_and_the_switch(fake, monkeypatch):
     assert twice(_launch.DirectLaunch(kernel, (1,))) == 2
 
 
+def _kernel2(x_ptr, n, BLOCK: tl.constexpr):
+    """A kernel this module binds (replaced below by its JIT function)."""
+
+
+def test_the_kernel_the_module_binds_at_launch_time_is_launched(fake, monkeypatch):
+    """As `kernel[grid](...)` in a launcher read the module's kernel at each launch,
+    a kernel replaced in its module (tests do) is what the next launch runs."""
+    original = FakeJIT(_kernel2)
+    original.compiles = []
+    monkeypatch.setitem(globals(), "_kernel2", original)  # as @triton.jit binds it
+    launch = _launch.DirectLaunch(original, (1,))
+    launch(torch.zeros(4), 4, BLOCK=4)
+    launch(torch.zeros(4), 4, BLOCK=4)
+    assert len(original.compiles[0].calls) == 2  # the second directly
+    replaced = []
+
+    class Stand:
+        def __getitem__(self, grid):
+            return lambda *a, **k: replaced.append((grid, a, k))
+
+    monkeypatch.setitem(globals(), "_kernel2", Stand())
+    launch(torch.zeros(4), 4, BLOCK=4)
+    assert len(replaced) == 1 and len(original.compiles[0].calls) == 2
+
+
 def test_environment_switch_is_read_at_import(tmp_path):
     import subprocess
     import sys
