@@ -85,8 +85,7 @@ def _families(device):
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
-    t = t.detach().contiguous()
-    return t.view(torch.uint8) if t.numel() else t
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)  # 0-d (a mean loss) too
 
 
 def _equal(a, b) -> bool:
