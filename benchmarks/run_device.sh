@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The device run, sized for a lent H200: 15 minutes of device time in all, each machine's
 # start-up (1-3 minutes) included, at most 10 minutes (600 s) per call. Two calls:
-#   1. benchmarks/run_device.sh correctness warm    (EXPORT_CACHE=1)
+#   1. benchmarks/run_device.sh correctness warm [launch]    (EXPORT_CACHE=1)
 #      the `-m gpu` tests on 10 pytest-xdist workers while `warm` runs, in the
 #      background, every benchmark below once untimed: Triton's and inductor's compiles
 #      land in /tmp/fastgan-cache, which EXPORT_CACHE=1 packs into $OUT
-#      (compile-cache.tar.xz.part*, intermediate IR left out).
+#      (compile-cache.tar.xz.part*, intermediate IR left out); then, with `launch`,
+#      the launch-overhead check alone on the GPU (it fits this call, not the second).
 #   2. benchmarks/run_device.sh step layers profile
 #      with those parts carried in .device-cache/: setup unpacks them, so the timed
 #      stages start with every kernel compiled (on the same image, GPU and versions the
@@ -28,11 +29,14 @@
 #   layers-conv     per-layer conv figures                  -> conv_layers_<device>_<date>.json
 #   layers-loss-bn  loss and batch norm, bf16               -> loss_bn_<device>_<date>.json
 #   profile         torch.profiler summary of the fastgan step -> profile_fastgan_step.json
+#   launch          host us per launch of each kernel family with the direct launch
+#                   path (kernels/_launch.py) off and on, outputs bit-equal between
+#                   them (benchmarks/launch_overhead.py)  -> launch_overhead.json
 # Usage (repository root or anywhere): benchmarks/run_device.sh [--plan] [group ...]
-# with groups correctness, warm, step, layers, profile (default: all, which does not
-# fit one call at the default limits: --plan says so). Limits (seconds) from the
-# environment: SETUP_S, CORRECTNESS_S, WARM_S, STEP_BF16_S, STEP_FP32_S, LAYERS_CONV_S,
-# LAYERS_LOSS_BN_S, PROFILE_S (0 skips a stage); BUDGET_S (one call), FIRST_S (the first
+# with groups correctness, warm, tune, step, layers, profile, launch (default: all but
+# tune, which does not fit one call at the default limits: --plan says so). Limits
+# (seconds) from the environment: SETUP_S, CORRECTNESS_S, WARM_S, STEP_BF16_S,
+# STEP_FP32_S, LAYERS_CONV_S, LAYERS_LOSS_BN_S, PROFILE_S, LAUNCH_S (0 skips a stage); BUDGET_S (one call), FIRST_S (the first
 # figures); CORRECTNESS_TESTS (pytest arguments instead of the default selection).
 # Groups run in the order given.
 # Needs PyTorch + Triton on the machine (python3, no network): fastgan is installed with
@@ -42,10 +46,10 @@ set -uo pipefail
 PLAN=0
 if [[ "${1:-}" == "--plan" ]]; then PLAN=1; shift; fi
 GROUPS_WANTED="${*:-all}"
-[[ " $GROUPS_WANTED " == *" all "* ]] && GROUPS_WANTED="correctness warm step layers profile"
+[[ " $GROUPS_WANTED " == *" all "* ]] && GROUPS_WANTED="correctness warm step layers profile launch"
 for group in $GROUPS_WANTED; do
-    [[ " correctness warm tune step layers profile " == *" $group "* ]] ||
-        { echo "unknown group $group (correctness, warm, tune, step, layers, profile, all)" >&2; exit 2; }
+    [[ " correctness warm tune step layers profile launch " == *" $group "* ]] ||
+        { echo "unknown group $group (correctness, warm, tune, step, layers, profile, launch, all)" >&2; exit 2; }
 done
 want() { [[ " $GROUPS_WANTED " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
@@ -59,6 +63,7 @@ STEP_FP32_S=${STEP_FP32_S:-80}
 LAYERS_CONV_S=${LAYERS_CONV_S:-80}
 LAYERS_LOSS_BN_S=${LAYERS_LOSS_BN_S:-40}
 PROFILE_S=${PROFILE_S:-45}
+LAUNCH_S=${LAUNCH_S:-60}         # its compiles included (about 20-40 s on an H200)
 TUNE_COMPILE_S=${TUNE_COMPILE_S:-90} # in the background, beside correctness
 TUNE_S=${TUNE_S:-90}
 EXPORT_S=30                      # packing the compile cache (EXPORT_CACHE=1)
@@ -79,6 +84,7 @@ PLAN_ROWS=(
     "layers layers-conv $LAYERS_CONV_S"
     "layers layers-loss-bn $LAYERS_LOSS_BN_S"
     "profile profile $PROFILE_S"
+    "launch launch $LAUNCH_S"
 )
 plan() {
     local total=0 first=0 beside=0 row group wanted name limit
@@ -265,11 +271,15 @@ run_profile() {
     stage profile "$PROFILE_S" "${PROFILE[@]}" --steps 3 --warmup 3 --out "$OUT/profile_fastgan_step.json"
 }
 
+run_launch() {  # its JSON is written when it ends; exit 1: outputs differ, 3: direct path unused
+    stage launch "$LAUNCH_S" "$PY" benchmarks/launch_overhead.py --json "$OUT/launch_overhead.json"
+}
+
 # The groups in the order given (warm has started already, in the background).
 for group in $GROUPS_WANTED; do
     case $group in
     correctness) run_correctness; finish_warm ;;
-    tune | step | layers | profile) finish_warm; "run_$group" ;;
+    tune | step | layers | profile | launch) finish_warm; "run_$group" ;;
     esac
 done
 finish_warm

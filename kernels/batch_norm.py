@@ -26,6 +26,7 @@ from ._common import (
     split_float32,
 )
 from . import _plans
+from ._launch import DirectLaunch
 from ._plans import cdiv
 
 ROWS, PLANES = "rows", "planes"
@@ -616,6 +617,8 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
     normalize_flags = dict(STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
                            STORE_Z=store_z, **common)
     rp = plan.row_programs
+    stats_launch = DirectLaunch(_bn_stats_kernel, stats_grid)
+    normalize_launch = DirectLaunch(_bn_normalize_kernel, normalize_grid)
 
     def launch(x, weight, bias, running_mean, running_var):
         xk = plan.read(x)
@@ -634,11 +637,11 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
         else:
             part_count, part_mean, part_m2 = (new_output((rp, c), acc, device) for _ in range(3))
             shift = new_output((c,), acc, device)
-            _bn_stats_kernel[stats_grid](
+            stats_launch(
                 xk, part_count, part_mean, part_m2, mean, var, shift, plan.counters(), *stats_args, **stats_flags
             )
             stat_mean, stat_var = mean, var
-        _bn_normalize_kernel[normalize_grid](
+        normalize_launch(
             xk, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
             stat_mean, stat_var, shift, mean if training else y, var if training else y,
             *normalize_args, **normalize_flags,
@@ -704,6 +707,9 @@ def _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, nee
         sums_flags = dict(ACT=act, STORE_GX=False, FINAL=False, HAS_WEIGHT=has_weight, NEED_AFFINE=need_affine,
                           TRAINING=True, **finalize, **common)
         flags = dict(SUMS="workspace", ACT=act, NEED_AFFINE=False, HAS_WEIGHT=has_weight, **common)
+    # The launches of the paths (grid(True): one program holds every tile of its channels).
+    input_split, input_fused = (DirectLaunch(_bn_grad_input_kernel, plan.grid(f)) for f in (False, True))
+    sums_split, sums_fused = (DirectLaunch(_bn_grad_sums_kernel, plan.grid(f)) for f in (False, True))
 
     def launch(grad, s, x, weight, mean, var):
         if need_affine:
@@ -721,32 +727,32 @@ def _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, nee
         w = weight if weight is not None else x
         affine_out = (gw, gb) if need_affine else (gx, gx)
         if path == "eval":
-            _bn_grad_input_kernel[plan.grid(False)](
+            input_split(
                 g, s, xk, gx, w, mean, var, gx, gx, gx, *split_args, **flags,
             )
         elif path == "eval_affine_fused":
-            _bn_grad_sums_kernel[plan.grid(True)](
+            sums_fused(
                 g, s, xk, gx, w, mean, var, gx, gx, *affine_out, gx, gx, *scalars, *geometry, plan.num_tiles,
                 **flags,
             )
         elif path == "eval_affine":
             part = new_output((2, rp, c), acc, device)
-            _bn_grad_sums_kernel[plan.grid(False)](
+            sums_split(
                 g, s, xk, gx, w, mean, var, part[0], part[1], *affine_out, gx, plan.counters(), *split_args,
                 **flags,
             )
         elif path == "train_fused":
-            _bn_grad_input_kernel[plan.grid(True)](
+            input_fused(
                 g, s, xk, gx, w, mean, var, gx, *affine_out, *scalars, *geometry, plan.num_tiles, **flags,
             )
         else:
             part = new_output((2, rp, c), acc, device)
             coef = new_output((2, c), acc, device)
-            _bn_grad_sums_kernel[plan.grid(False)](
+            sums_split(
                 g, s, xk, gx, w, mean, var, part[0], part[1], *affine_out, coef, plan.counters(), *split_args,
                 **sums_flags,
             )
-            _bn_grad_input_kernel[plan.grid(False)](
+            input_split(
                 g, s, xk, gx, w, mean, var, coef, gx, gx, *split_args, **flags,
             )
         return plan.restore(gx, x), gw, gb
@@ -788,6 +794,7 @@ class _NormalizePlan:
         self.has_weight, self.has_bias = weight is not None, bias is not None
         eps_hi, eps_lo = split_float32(eps)
         self.grid = plan.grid(False)
+        self.launch = DirectLaunch(_bn_normalize_kernel, self.grid)
         self.scalars = (eps_hi, eps_lo, float(alpha), *plan.geometry(), plan.tiles(False))
         self.flags = dict(STATS="batch", ACT=act, HAS_WEIGHT=self.has_weight, HAS_BIAS=self.has_bias,
                           STORE_Z=self.store_z, LAYOUT=plan.layout, ACC=accumulator_type(x.dtype),
@@ -844,14 +851,14 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
         return plan.restore(y, x), z
     mean, var, shift = stats
     if running is None:
-        _bn_normalize_kernel[p.grid](
+        p.launch(
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
             mean, var, shift, y, y, *p.scalars, **p.flags,
         )
     else:
         run_mean, run_var, momentum, var_factor = running
         momentum = float(momentum)
-        _bn_normalize_kernel[p.grid](
+        p.launch(
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
             mean, var, shift, run_mean, run_var, *p.scalars,
             momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor), **p.flags,
@@ -880,12 +887,12 @@ def bn_fold_coefficients(grad, s, x, weight, mean, var, eps, act, alpha):
     s = plan.in_layout(s, xk) if p.uses_s else g
     w = weight if weight is not None else x
     if plan.fused:
-        _bn_grad_sums_kernel[p.grid](
+        p.sums(
             g, s, xk, x, w, mean, var, coef, coef, gw, gb, coef, coef, *p.scalars, FINAL=True, **p.flags,
         )
     else:
         part = new_strided(p.part_spec, p.acc, device)
-        _bn_grad_sums_kernel[p.grid](
+        p.sums(
             g, s, xk, x, w, mean, var, part[0], part[1], gw, gb, coef, plan.counters(), *p.scalars, FINAL=False,
             **p.flags,
         )
@@ -904,7 +911,7 @@ class _FoldPlan:
         self.vec_spec, self.coef_spec = output_spec((c,)), output_spec((4, c))
         self.part_spec = output_spec((2, plan.row_programs, c))
         self.uses_s = needs_saved(act, None)
-        self.grid = plan.grid(plan.fused)
+        self.sums = DirectLaunch(_bn_grad_sums_kernel, plan.grid(plan.fused))
         eps_hi, eps_lo = split_float32(eps)
         self.scalars = (eps_hi, eps_lo, float(alpha), *plan.geometry(),
                         plan.num_tiles if plan.fused else plan.tiles_per_program)

@@ -26,6 +26,7 @@ from ._arrival import arrived_last, release_counter, scratch, sum_slots, tile_co
 from ._conv_bn import finalize_stats, finalize_sums, folded_operand, tile_stats, tile_sums
 from ._plans import cdiv
 from ._common import accumulator_dtype, new_output, new_strided, output_spec, split_float32
+from ._launch import DirectLaunch
 from ._gemm import (
     acc_type,
     bias_act_store,
@@ -516,6 +517,7 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
     # ticket counter per column tile.
     row_tiles = cdiv(rows, tile.BLOCK_M)
     epilogue_slots, col_tiles = row_tiles * phases, cdiv(c_y, tile.BLOCK_N)
+    gather = DirectLaunch(_conv_gather_kernel, grid)
 
     def launch(a, s, weight, bias, out, z, bn_tensors=(), bn_scalars=(0.0, 0.0, 0.0)):
         """bn_tensors: (fx, fcoef, part, stat, es, ex, emean, evar, ew, egw, egb), None
@@ -535,7 +537,7 @@ def _plan_gather(a, s, weight, bias, out, z, kernel_transposed, stride, padding,
         else:
             bn_args = [out] * 12
         try:
-            _conv_gather_kernel[grid](
+            gather(
                 a, s, weight, bias if bias is not None else out, out,
                 z if z is not None else out, *bn_args, *scalars, *bn_scalars, **constexprs,
             )
@@ -692,6 +694,7 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
     )
     device, g_dtype, x_dtype = x.device, grad.dtype, x.dtype
     gw_spec, gb_spec = output_spec(gw_shape), output_spec((c_g,))
+    wgrad = DirectLaunch(_conv_wgrad_kernel, grid)
 
     def launch(grad, s, x, fx=None, coef=None):
         gw = new_strided(gw_spec, x_dtype, device)
@@ -701,7 +704,7 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
         gb_ws = partials_buffer(split * phases, c_g, g_dtype, device) if split_b else gw
         counters = tile_counters(w_tiles + row_tiles, device) if counted else gw
         try:
-            _conv_wgrad_kernel[grid](
+            wgrad(
                 grad, s if uses_s else grad, x, gw, gb if gb is not None else gw, ws, gb_ws, counters,
                 fx if fold else gw, coef if fold else gw,
                 *scalars, **constexprs,

@@ -23,6 +23,7 @@ from . import _plans, _tiles
 from ._arrival import arrived_last, release_counter, sum_slots, tile_counters
 from ._plans import cdiv
 from ._common import new_output
+from ._launch import DirectLaunch
 from ._gemm import (
     acc_type,
     bias_act_store,
@@ -191,9 +192,10 @@ def _k_contiguous(t, rows: int, k: int, k_padded: int, strides):
 def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, strides_c,
                act, alpha, gain, clamp, prologue, epilogue, out_scale, split=1, iters_per_split=None,
                split_stride=0, tile=None, precision_family="linear"):
-    """(grid, scalar arguments, constexpr arguments, operand copies) of a _gemm_kernel
-    launch: all but the tensors, which _launch_gemm passes in the kernel's order (after
-    copying A, S and B K-padded when the copies are not None)."""
+    """(grid, scalar arguments, constexpr arguments, operand copies, launch) of a
+    _gemm_kernel launch: all but the tensors, which _launch_gemm passes in the kernel's
+    order (after copying A, S and B K-padded when the copies are not None) to `launch`
+    (a DirectLaunch: kept with a cached plan, later launches skip Triton's binding)."""
     grid = (cdiv(m, tile.BLOCK_M) * cdiv(n, tile.BLOCK_N), split)
     rank_k = k if k <= RANK_K_MAX else 0
     copies = None
@@ -218,13 +220,13 @@ def _gemm_args(s, b, bias, z, rowsum, m, n, k, strides_a, strides_s, strides_b, 
         BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K, GROUP_M=tile.GROUP_M,
         **tile.launch_options(),
     )
-    return grid, scalars, constexprs, copies
+    return grid, scalars, constexprs, copies, DirectLaunch(_gemm_kernel, grid)
 
 
 def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=None):
     """Launch with the tensors. split > 1: c and rowsum are partial slots, reduced in the
     launch into split_out and rowsum_out (counters: kernels/_arrival.py)."""
-    grid, scalars, constexprs, copies = args
+    grid, scalars, constexprs, copies, gemm = args
     if copies is not None:
         m, n, k, k_padded, strides_a, strides_s, (sb_k, sb_n) = copies
         a = _k_contiguous(a, m, k, k_padded, strides_a)
@@ -233,10 +235,10 @@ def _launch_gemm(args, a, s, b, bias, c, z, rowsum, split_out=None, rowsum_out=N
     split = grid[1]
     counters = tile_counters(grid[0], c.device) if split > 1 else c
     try:
-        _gemm_kernel[grid](a, s if s is not None else a, b, bias if bias is not None else c, c,
-                           z if z is not None else c, rowsum if rowsum is not None else c,
-                           split_out if split > 1 else c, rowsum_out if rowsum_out is not None else c, counters,
-                           *scalars, **constexprs)
+        gemm(a, s if s is not None else a, b, bias if bias is not None else c, c,
+             z if z is not None else c, rowsum if rowsum is not None else c,
+             split_out if split > 1 else c, rowsum_out if rowsum_out is not None else c, counters,
+             *scalars, **constexprs)
     except OutOfResources as error:
         raise _tiles.resource_error("GEMM kernel", constexprs, c.device, error) from error
 

@@ -23,6 +23,8 @@ from ._arrival import arrived_last, release_counter, tile_counters
 from ._common import (
     LaunchConfigs, accumulator_dtype, accumulator_type, is_dense, new_output, new_output_like, split_float32,
 )
+from . import _plans
+from ._launch import DirectLaunch
 from ._plans import cdiv
 
 
@@ -261,7 +263,11 @@ def _launch(kind, reduction, side_a: _Side, name_a: str, side_b: _Side | None, n
         counter = tile_counters(1, device)
     b = side_b if side_b is not None else side_a
     label_hi, label_lo = split_float32(real_label)
-    _adversarial_loss_kernel[(programs,)](
+    # One DirectLaunch per launch signature: everything but the tensors and the label.
+    key = ("loss_launch", kind, reduction, name_a, name_b, side_b is None, side_a.n, side_a.tiles, b.n, b.tiles,
+           programs, tiles_per_program, side_a.logits.dtype, device, cfg.block, cfg.reduce_block, cfg.num_warps)
+    launch = _plans.get(key) or _plans.put(key, DirectLaunch(_adversarial_loss_kernel, (programs,)))
+    launch(
         side_a.logits, side_a.grad, side_a.terms, side_a.out, side_a.n, side_a.tiles,
         b.logits, b.grad, b.terms, b.out, b.n, b.tiles,
         partials, counter, tiles_per_program, label_hi, label_lo,

@@ -121,6 +121,29 @@ def test_the_two_calls_hand_the_compile_cache_from_the_first_to_the_second(tmp_p
     assert not any("-m pytest" in line for line in lines)
 
 
+def test_launch_fits_the_first_call_and_writes_its_json_under_out(tmp_path):
+    """The launch-overhead check (benchmarks/launch_overhead.py) runs after correctness in
+    the first call, within its budget, its JSON under $OUT; it does not fit the second."""
+    plan = _plan(*CALL_1, "launch", EXPORT_CACHE="1")
+    assert plan.returncode == 0, plan.stdout
+    assert [line.split()[0] for line in plan.stdout.splitlines()[1:-1]] == [
+        "setup", "correctness", "warm", "launch", "export"]
+    assert _limits(plan)[0] == _limits(_plan(*CALL_1, EXPORT_CACHE="1"))[0] + 65 <= CALL_LIMIT_S - 30
+    assert _plan(*CALL_2, "launch").returncode == 1
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls, out = tmp_path / "calls.txt", tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), "launch"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHON": str(fake), "CALLS": str(calls), "OUT": str(out),
+                               "CACHE_ROOT": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = calls.read_text().splitlines()
+    assert f"benchmarks/launch_overhead.py --json {out / 'launch_overhead.json'}" in lines
+    stages = [json.loads(line) for line in (out / "stages.jsonl").read_text().splitlines()]
+    assert [s["stage"] for s in stages] == ["launch"] and stages[0]["rc"] == 0
+
+
 def test_tune_compiles_every_layer_beside_correctness_then_times_alone(tmp_path):
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
