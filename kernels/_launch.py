@@ -184,6 +184,9 @@ class DirectLaunch:
             self._grid3 = (g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1)
 
     def __call__(self, *args, **kwargs):
+        if not self._usable:  # the interpreter's launches (and a callable grid): Triton's path, one call
+            kernel = self.kernel if self._home is None else self._home.get(self._name, self.kernel)
+            return kernel[self.grid](*args, **kwargs)
         e = self._entry
         if (e is None or not _ENABLED or KernelInterface.__getitem__ is not _GETITEM
                 or (self._home is not None and self._home.get(self._name) is not self.kernel)):
