@@ -134,3 +134,44 @@ def test_tile_counters_grow_and_stay_zero():
     del first
     gc.collect()
     assert first_alive() is not None
+
+
+def test_scratch_is_one_buffer_per_device_and_dtype_grown_and_kept():
+    """The batch-norm epilogues' partial sums live in one cached buffer per (device,
+    dtype), grown on demand; a replaced buffer stays allocated (a captured CUDA graph
+    still points at it); under test each use is poisoned with NaN like an output."""
+    device = torch.device("cpu")
+    first = _arrival.scratch(100, torch.float32, device)
+    assert first.dtype == torch.float32 and first.numel() >= 100 and first.isnan().all()
+    first.zero_()
+    again = _arrival.scratch(50, torch.float32, device)
+    assert again is first and again.isnan().all()  # poisoned again for this use
+    assert _arrival.scratch(50, torch.float64, device) is not first
+    first_alive = weakref.ref(first)
+    bigger = _arrival.scratch(first.numel() + 1, torch.float32, device)
+    assert bigger.numel() > first.numel() and _arrival.scratch(1, torch.float32, device) is bigger
+    del first, again
+    gc.collect()
+    assert first_alive() is not None
+
+
+def test_block_statistics_take_their_partials_from_the_scratch(monkeypatch):
+    """conv_fwd_bn_stats allocates no partial-sum workspace of its own: its launch gets
+    the scratch buffer, and the statistics it reduces there are the float64 ones."""
+    seen = []
+    original = _arrival.scratch
+
+    def scratch(*args):
+        seen.append(original(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(KC, "scratch", scratch)
+    rand = Rand(3)
+    x = rand(2, 4, 8, 8, channels_last=True)
+    w = rand(6, 4, 4, 4)
+    with recording_launches() as launches:
+        y, stats = KC.conv_fwd_bn_stats(x, w, None, [2, 2], [1, 1], [0, 0], False)
+    assert len(seen) == 1 and launches[0].args[8] is seen[0]  # the `part` argument
+    ref = F.conv2d(x.double(), w.double(), stride=2, padding=1)
+    assert torch.allclose(stats[0].double(), ref.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(stats[1].double(), ref.var(dim=(0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
