@@ -123,10 +123,7 @@ def new_output(shape, dtype, device, memory_format=torch.contiguous_format) -> t
         strides = _strides(shape, memory_format)
     except TypeError:  # a list
         strides = _strides(tuple(shape), memory_format)
-    out = torch.empty_strided(shape, strides, dtype=dtype, device=device)
-    if _poison:
-        out.fill_(float("nan"))
-    return out
+    return new_strided((shape, strides), dtype, device)
 
 
 def accumulator_type(dtype: torch.dtype):

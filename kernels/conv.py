@@ -800,14 +800,14 @@ def conv_grad_input_bn(grad, s, fx, coef, weight, input_hw, stride, padding, tra
     this conv's input x (es, ex channels_last like x): its batch-norm sums are taken
     in the same launch's epilogue; then returns (gx, (coef, gw, gb)) of that block,
     else (gx, None)."""
-    plan = _plans.replay("conv_grad_input_bn" if link is None else "conv_grad_input_bn+link")
+    name = "conv_grad_input_bn" if link is None else "conv_grad_input_bn+link"  # its tape entry
+    plan = _plans.replay(name)
     if plan is None:
         link_act = None if link is None else (link[6], link[4] is not None)
         key = ("conv_grad_input_bn", _plans.meta(grad), _plans.meta(s), _plans.meta(fx), _plans.meta(weight),
                tuple(input_hw), tuple(stride), tuple(padding), transposed, act, alpha, link_act)
-        plan = _plans.record("conv_grad_input_bn" if link is None else "conv_grad_input_bn+link", _plans.get(key)
-                             or _plans.put(key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding,
-                                                                    transposed, act, alpha, link_act)))
+        plan = _plans.record(name, _plans.get(key) or _plans.put(
+            key, _plan_grad_input_bn(grad, s, weight, input_hw, stride, padding, transposed, act, alpha, link_act)))
     gx_spec, acc, (coef_spec, vec_spec, part_count), launch = plan
     device = grad.device
     gx = new_strided(gx_spec, grad.dtype, device)

@@ -226,6 +226,8 @@ def _backward_signature(ctx, gy):
         link = (meta(in_link.s), meta(in_link.x), meta(in_link.mean), meta(in_link.var), meta(in_link.weight),
                 in_link.act)
     return ctx.signature, meta(gy), ctx.needs_input_grad, sums_ready, link, _dispatch_state()
+
+
 # LayerChain.apply without autograd.Function.apply's Python layer (fastgan.ops._eager).
 _apply = _eager._direct_apply(LayerChain)
 
