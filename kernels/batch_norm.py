@@ -265,13 +265,12 @@ def _bn_stats_kernel(
 
 
 @triton.jit
-def _update_running(run_mean_ptr, run_var_ptr, mean_ptr, var, chans, cmask, momentum, keep, var_factor):
+def _update_running(run_mean_ptr, run_var_ptr, mean, var, chans, cmask, momentum, keep, var_factor):
     """running = running * (1 - momentum) + momentum * batch value, for the mean and
     the unbiased variance (var * var_factor, var_factor = M / (M - 1)), float32, in the
     operations and roundings of PyTorch's running_mean.mul_(1 - momentum).add_(mean,
     alpha=momentum): a float32 product, then a fused multiply-add (ATen's vectorized
     CPU add with alpha is an fmadd; nvcc contracts CUDA's a + alpha * b by default)."""
-    mean = tl.load(mean_ptr + chans, mask=cmask, other=0.0)
     run_mean = tl.load(run_mean_ptr + chans, mask=cmask, other=0.0)
     tl.store(run_mean_ptr + chans, tl.fma(mean, momentum, run_mean * keep), mask=cmask)
     run_var = tl.load(run_var_ptr + chans, mask=cmask, other=0.0)
@@ -290,9 +289,11 @@ def _bn_normalize_kernel(
     act) for silu. STATS: 'running' (eval: center = running mean, shift = 0, running
     var), 'batch' (center = pivot, shift and var from the finalize kernel) or 'own'
     (this program holds every tile of its channels: it computes and writes the batch
-    statistics itself first). UPDATE_RUNNING (STATS 'batch', float32 running
-    statistics): row program 0 also updates the running statistics at mean_out_ptr,
-    var_out_ptr as nn.BatchNorm does (_update_running)."""
+    statistics itself first). UPDATE_RUNNING (float32 running and batch statistics):
+    the running statistics are also updated as nn.BatchNorm does (_update_running),
+    for STATS 'batch' by row program 0 at mean_out_ptr, var_out_ptr; for STATS 'own'
+    (one program per channel block) at stat_mean_ptr, stat_var_ptr, which that mode
+    does not read otherwise."""
     r = tl.program_id(0)
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = chans < C
@@ -306,16 +307,19 @@ def _bn_normalize_kernel(
         var = _load_channels(stat_var_ptr, chans, C, ACC)
         if UPDATE_RUNNING:
             if r == 0:
-                _update_running(mean_out_ptr, var_out_ptr, stat_mean_ptr, var, chans, cmask, momentum, keep,
-                                var_factor)
+                _update_running(mean_out_ptr, var_out_ptr, tl.load(stat_mean_ptr + chans, mask=cmask, other=0.0),
+                                var, chans, cmask, momentum, keep, var_factor)
     else:
         center = _pivot(x_ptr, chans, C, HW, LAYOUT, ACC)
         count, shift, m2 = _channel_stats(
             x_ptr, center, 0, num_tiles, chans, C, HW, M, hw_blocks, LAYOUT, ACC, BLOCK_R, BLOCK_C
         )
         var = m2 / M
-        tl.store(mean_out_ptr + chans, center + shift, mask=cmask)
+        mean = center + shift
+        tl.store(mean_out_ptr + chans, mean, mask=cmask)
         tl.store(var_out_ptr + chans, var, mask=cmask)
+        if UPDATE_RUNNING:
+            _update_running(stat_mean_ptr, stat_var_ptr, mean, var, chans, cmask, momentum, keep, var_factor)
     a = _rstd(var, eps_hi, eps_lo, ACC == tl.float64)
     if HAS_WEIGHT:
         a = a * _load_channels(w_ptr, chans, C, ACC)
@@ -590,16 +594,20 @@ def _check_channels(x: torch.Tensor, **tensors) -> None:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
 
 
-def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
+def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha, update=None):
     """Checks and launch of bn_fwd, a function of (x, weight, bias, running_mean,
-    running_var): layout, tiles, grids and scalars are worked out once per call
-    signature (kernels/_plans.py)."""
+    running_var[, update]): layout, tiles, grids and scalars are worked out once per
+    call signature (kernels/_plans.py)."""
     _check_x(x)
     _check_channels(x, weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     if not training and (running_mean is None or running_var is None):
         raise ValueError("running_mean and running_var are required when training=False")
     if training and x.numel() == 0:
         raise ValueError(f"x of shape {tuple(x.shape)} has no values to compute batch statistics from")
+    if update is not None:
+        if not training:
+            raise ValueError("bn_fwd: update (the running statistics to update) needs training=True")
+        _check_running("bn_fwd", x, accumulator_dtype(x.dtype), update)
     acc = accumulator_dtype(x.dtype)
     c, device = x.shape[1], x.device
     store_z, empty = needs_preactivation(act), x.numel() == 0
@@ -616,11 +624,13 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
     normalize_args = (eps_hi, eps_lo, float(alpha), *geometry, plan.tiles(fused))
     normalize_flags = dict(STATS=stats, ACT=act, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
                            STORE_Z=store_z, **common)
+    if update is not None:
+        normalize_flags["UPDATE_RUNNING"] = True
     rp = plan.row_programs
     stats_launch = DirectLaunch(_bn_stats_kernel, stats_grid)
     normalize_launch = DirectLaunch(_bn_normalize_kernel, normalize_grid)
 
-    def launch(x, weight, bias, running_mean, running_var):
+    def launch(x, weight, bias, running_mean, running_var, update=None):
         xk = plan.read(x)
         y = new_output_like(xk)
         z = new_output_like(xk) if store_z else x.new_empty(0)
@@ -641,10 +651,19 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
                 xk, part_count, part_mean, part_m2, mean, var, shift, plan.counters(), *stats_args, **stats_flags
             )
             stat_mean, stat_var = mean, var
+        mean_out, var_out, running = (mean, var, {}) if training else (y, y, {})
+        if update is not None:
+            # The running statistics go where the normalize kernel's mode updates them.
+            run_mean, run_var, momentum, var_factor = update
+            if fused:
+                stat_mean, stat_var = run_mean, run_var
+            else:
+                mean_out, var_out = run_mean, run_var
+            momentum = float(momentum)
+            running = dict(momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor))
         normalize_launch(
             xk, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
-            stat_mean, stat_var, shift, mean if training else y, var if training else y,
-            *normalize_args, **normalize_flags,
+            stat_mean, stat_var, shift, mean_out, var_out, *normalize_args, **running, **normalize_flags,
         )
         return plan.restore(y, x), plan.restore(z, x) if store_z else z, mean, var
 
@@ -655,18 +674,21 @@ def _meta(*tensors):
     return tuple([_plans.meta(t) for t in tensors])  # a list, not a generator: every call comes here
 
 
-def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha):
+def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha, update=None):
     """(y, z, mean, var): y = act(batch_norm(x)) in x's memory format; z (the argument
     of act) only for silu, else empty; in training the batch mean and biased variance
     (float32, float64 for float64 x), in eval empty tensors (the running statistics are
-    used). Running statistics are read, never written."""
+    used). running_mean and running_var are read (eval), never written. update =
+    (running_mean, running_var, momentum, var_factor), float32 running and batch
+    statistics, training only: the launch also updates these in place as bn_normalize's
+    `running` does (nn.BatchNorm's update)."""
     launch = _plans.replay("bn_fwd")
     if launch is None:
         key = ("bn_fwd", _meta(x, weight, bias, running_mean, running_var), training, eps, act, alpha,
-               _CONFIGS.overridden())
+               None if update is None else (_plans.meta(update[0]), _plans.meta(update[1])), _CONFIGS.overridden())
         launch = _plans.record("bn_fwd", _plans.get(key) or _plans.put(
-            key, _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha)))
-    return launch(x, weight, bias, running_mean, running_var)
+            key, _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha, update)))
+    return launch(x, weight, bias, running_mean, running_var, update)
 
 
 def _plan_backward(grad, s, x, weight, mean, var, training, eps, act, alpha, need_affine):
@@ -810,13 +832,16 @@ def _like_spec(x: torch.Tensor) -> tuple:
     return tuple(x.shape), torch.empty_like(torch.empty_strided(x.shape, x.stride(), device="meta")).stride()
 
 
-def _check_running(x, stats, running) -> None:
+def _check_running(op, x, stats_dtype, running) -> None:
+    """The running statistics an in-kernel update writes: float32 [C] contiguous on x's
+    device, from float32 batch statistics."""
     mean, var, momentum, var_factor = running
     for name, t in (("running_mean", mean), ("running_var", var)):
-        if t.dtype != torch.float32 or stats.dtype != torch.float32 or t.shape != (x.shape[1],) \
-                or t.stride() != (1,) or t.device != x.device:
-            raise ValueError(f"bn_normalize: {name} must be a contiguous float32 [{x.shape[1]}] tensor on x's device "
-                             f"with float32 statistics, got {t.dtype} {tuple(t.shape)} (stats {stats.dtype})")
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or stats_dtype != torch.float32 \
+                or t.shape != (x.shape[1],) or t.stride() != (1,) or t.device != x.device:
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{op}: {name} must be a contiguous float32 [{x.shape[1]}] tensor on x's device "
+                             f"with float32 statistics, got {got} (statistics {stats_dtype})")
 
 
 def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
@@ -835,7 +860,7 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
         p = _plans.get(key)
         if p is None:
             if running is not None:
-                _check_running(x, stats[0], running)
+                _check_running("bn_normalize", x, stats[0].dtype, running)
             p = _plans.put(key, _NormalizePlan(x, weight, bias, eps, act, alpha, running is not None))
         _plans.record("bn_normalize", p)
     plan = p.plan

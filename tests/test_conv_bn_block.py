@@ -176,16 +176,21 @@ def test_chained_blocks_hand_their_sums_to_the_block_before():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("single_pixel", [False, True], ids=["gather", "single-pixel"])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_running_statistics_updated_by_the_normalize_launch(momentum):
+def test_running_statistics_updated_by_the_normalize_launch(momentum, single_pixel):
     """float32 running statistics are updated by the block's normalize launch
     (UPDATE_RUNNING), to the bit what nn.BatchNorm's update with PyTorch ops
     (fastgan.functional.update_running_stats) gives from the same batch statistics,
     over three steps (momentum None: the cumulative average, num_batches_tracked
     counted). 13 channels: ATen's vectorized and scalar loops both take part. (The
-    float64 comparison of the statistics is test_block_matches_float64_reference's.)"""
+    float64 comparison of the statistics is test_block_matches_float64_reference's.)
+    single_pixel: a transposed conv of a 1 x 1 input (a DCGAN generator's first
+    block), whose conv runs as a GEMM and whose normalize launch computes the batch
+    statistics itself (STATS 'own') before updating."""
     torch.manual_seed(5)
-    plain = nn.Sequential(nn.Conv2d(3, 13, 3, 2, 1, bias=False), nn.BatchNorm2d(13, momentum=momentum), nn.ReLU())
+    conv = nn.ConvTranspose2d(3, 13, 4, 1, 0, bias=False) if single_pixel else nn.Conv2d(3, 13, 3, 2, 1, bias=False)
+    plain = nn.Sequential(conv, nn.BatchNorm2d(13, momentum=momentum), nn.ReLU())
     with torch.no_grad():
         plain[1].running_mean.normal_()
         plain[1].running_var.uniform_(0.5, 2.0)
@@ -194,12 +199,15 @@ def test_running_statistics_updated_by_the_normalize_launch(momentum):
     with fastgan.use_backend("triton"):
         for step in range(1, 4):
             want_mean, want_var = norm.running_mean.clone(), norm.running_var.clone()
-            x = torch.randn(3, 3, 6, 6)
+            x = torch.randn(3, 3, 1, 1) if single_pixel else torch.randn(3, 3, 6, 6)
             with recording_launches() as launches:
                 y = fused(x)
             (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
             assert normalize.kwargs.get("UPDATE_RUNNING") is True
-            batch_mean, batch_var = normalize.args[5], normalize.args[6]
+            assert normalize.kwargs["STATS"] == ("own" if single_pixel else "batch")
+            # Where each mode reads or writes the batch statistics (the kernel's docstring).
+            batch_mean, batch_var = normalize.args[8:10] if single_pixel else normalize.args[5:7]
+            assert batch_mean.shape == (13,) and batch_mean.data_ptr() != norm.running_mean.data_ptr()
             factor = momentum if momentum is not None else 1.0 / step
             fastgan.functional.update_running_stats(want_mean, want_var, batch_mean, batch_var, factor,
                                                     y.numel() // y.shape[1])

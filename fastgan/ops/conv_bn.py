@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 
+from .._dtypes import accumulator as accumulator_dtype
 from ..kernels import batch_norm as KB
 from ..kernels import conv as KC
 from ..reference import activations as A
@@ -125,17 +126,22 @@ def block_forward(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha
     by ConvBatchNormAct and the layer chains of fastgan.ops.chain."""
     stride, padding, output_padding, transposed = geometry
     out_hw, fwd_single_pixel, dgrad_single_pixel = _shapes(x.shape[2:], weight.shape[2:], geometry)
+    count = x.shape[0] * out_hw[0] * out_hw[1]
     if fwd_single_pixel or x.shape[0] == 0:
         xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
                             A.DEFAULT_ALPHA, 1.0, None)
-        y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
-        _update_on_host(running, mean, var, xc)
+        if running is not None and _updates_in_kernel(running, accumulator_dtype(xc.dtype), count):
+            rm, rv, momentum = running
+            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha,
+                                        (rm, rv, momentum, count / (count - 1)))
+        else:
+            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
+            _update_on_host(running, mean, var, xc)
     else:
         xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
         stats = stats.unbind(0)  # (mean, var, shift): one call for the three views
         mean, var = stats[0], stats[1]
-        count = x.shape[0] * out_hw[0] * out_hw[1]
-        if running is not None and _updates_in_kernel(running, mean, count):
+        if running is not None and _updates_in_kernel(running, mean.dtype, count):
             rm, rv, momentum = running
             y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
                                    (rm, rv, momentum, count / (count - 1)))
@@ -242,12 +248,12 @@ def recomputed_backward(cfg, needs, gy, x, weight, bias, bn_weight, bn_bias):
     return tuple(out)
 
 
-def _updates_in_kernel(running, batch_mean, count) -> bool:
+def _updates_in_kernel(running, stats_dtype, count) -> bool:
     """Whether the normalize launch updates these running statistics: float32 ones from
-    float32 statistics, more than one value per channel."""
+    float32 batch statistics, more than one value per channel."""
     mean, var, _ = running
     return (mean is not None and var is not None and count > 1 and mean.dtype == torch.float32
-            and var.dtype == torch.float32 and batch_mean.dtype == torch.float32)
+            and var.dtype == torch.float32 and stats_dtype == torch.float32)
 
 
 def _update_on_host(running, mean, var, xc):

@@ -290,6 +290,46 @@ def test_strided_inputs_are_handled_and_outputs_keep_empty_like_strides():
             assert_close(got, want, torch.float32, name, magnitude=mag)
 
 
+@pytest.mark.parametrize("tiles, mode", [("small", "batch"), ("narrow", "own")])
+def test_forward_updates_running_statistics_in_the_normalize_launch(tiles, mode):
+    """bn_fwd(update=...) updates float32 running statistics in its normalize launch,
+    to the bit what nn.BatchNorm's update with PyTorch ops gives from the batch
+    statistics it returns, with the statistics split over programs ('batch') or
+    computed by the normalize program itself ('own'); y is the same as without."""
+    gen = torch.Generator().manual_seed(13)
+    x = make_input(gen, (4, 6, 5, 5), torch.float32, True, 1.0, 2.0, False)
+    weight, bias = torch.randn(6, generator=gen), torch.randn(6, generator=gen)
+    run_mean, run_var = torch.randn(6, generator=gen), torch.rand(6, generator=gen) + 0.5
+    want_mean, want_var = run_mean.clone(), run_var.clone()
+    count = x.numel() // x.shape[1]
+    with poison_outputs(), KB.configured(**TILES[tiles]):
+        with recording_launches() as launches:
+            y, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
+                                        (run_mean, run_var, 0.3, count / (count - 1)))
+        y_plain, _, mean_plain, var_plain = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2)
+    (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
+    assert normalize.kwargs["STATS"] == mode and normalize.kwargs["UPDATE_RUNNING"] is True
+    assert torch.equal(y, y_plain) and torch.equal(mean, mean_plain) and torch.equal(var, var_plain)
+    fastgan.functional.update_running_stats(want_mean, want_var, mean, var, 0.3, count)
+    assert not torch.equal(want_mean, run_mean.new_zeros(6))
+    assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
+
+
+def test_forward_update_rejects_running_statistics_it_cannot_write():
+    x = torch.randn(2, 3, 4, 4)
+    good = torch.zeros(3)
+    for bad, match in ((torch.zeros(4), "running_mean"), (torch.zeros(3, dtype=torch.float64), "running_mean"),
+                       (torch.zeros(6)[::2], "running_mean")):
+        with pytest.raises(ValueError, match=match):
+            KB.bn_fwd(x, None, None, None, None, True, EPS, "relu", 0.2, (bad, good, 0.1, 1.0))
+    with pytest.raises(ValueError, match="running_var"):
+        KB.bn_fwd(x, None, None, None, None, True, EPS, "relu", 0.2, (good, None, 0.1, 1.0))
+    with pytest.raises(ValueError, match="training"):
+        KB.bn_fwd(x, None, None, good, good, False, EPS, "relu", 0.2, (good, good, 0.1, 1.0))
+    with pytest.raises(ValueError, match="float32 statistics"):
+        KB.bn_fwd(x.double(), None, None, None, None, True, EPS, "relu", 0.2, (good, good, 0.1, 1.0))
+
+
 def test_empty_batch_in_eval_gives_empty_outputs():
     x = torch.randn(0, 3, 4, 4)
     rm, rv = torch.zeros(3), torch.ones(3)
