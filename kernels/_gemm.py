@@ -14,7 +14,8 @@ from fastgan._dtypes import SUPPORTED as SUPPORTED_DTYPES
 from fastgan.reference.activations import clamp_as_saved, needs_saved
 
 from . import activation as KA
-from ._common import accumulator_dtype, accumulator_type as acc_type, new_output  # noqa: F401  (acc_type re-exported)
+from ._arrival import scratch
+from ._common import accumulator_dtype, accumulator_type as acc_type  # noqa: F401  (acc_type re-exported)
 # Offsets are computed in int32: every tensor a kernel touches must be addressable so.
 MAX_ELEMENTS = 2**31 - 1
 
@@ -66,10 +67,22 @@ def bias_act_store(acc, bias_ptr, s_bias, cols, col_ok, y_ptr, z_ptr, y_off, mas
         tl.store(z_ptr + y_off, z.to(z_ptr.dtype.element_ty), mask=mask)
 
 
-def partials_buffer(rows: int, length: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """Workspace for split-K partial sums, in the accumulator dtype (poisoned under
-    test like every output: a slot no program writes would show up as NaN)."""
-    return new_output((rows, length), accumulator_dtype(dtype), device)
+def partials_buffer(rows: int, length: int, dtype: torch.dtype, device, offset: int = 0) -> torch.Tensor:
+    """Workspace [rows, length] for split-K partial sums in the accumulator dtype of
+    `dtype`: a view of the per-device scratch buffer (kernels/_arrival.py: written and
+    read back within one launch, so nothing is allocated per launch) from element
+    `offset`. A second workspace of the same launch and accumulator dtype starts at
+    partials_end(...) of the first. Poisoned under test like every output: a slot no
+    program writes would show up as NaN."""
+    count = rows * length
+    return scratch(offset + count, accumulator_dtype(dtype), device)[offset:offset + count].view(rows, length)
+
+
+def partials_end(rows: int, length: int, offset: int = 0) -> int:
+    """Where the next workspace of a launch may start after partials_buffer(rows,
+    length, offset=offset): its end, rounded up to 64 elements (256 bytes in float32:
+    the next one's pointer stays as aligned as the buffer's)."""
+    return -(-(offset + rows * length) // 64) * 64
 
 
 def check_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:

@@ -36,6 +36,7 @@ from ._gemm import (
     gradient_operand,
     grouped_tile,
     partials_buffer,
+    partials_end,
     saved_or_none,
 )
 
@@ -694,14 +695,18 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
     )
     device, g_dtype, x_dtype = x.device, grad.dtype, x.dtype
     gw_spec, gb_spec = output_spec(gw_shape), output_spec((c_g,))
+    gw_numel = gw_meta.numel()
+    # The bias partials follow the weight's in the scratch when both are kept in one dtype.
+    gb_offset = (partials_end(split, gw_numel) if split > 1 and accumulator_dtype(x_dtype) == accumulator_dtype(g_dtype)
+                 else 0)
     wgrad = DirectLaunch(_conv_wgrad_kernel, grid)
 
     def launch(grad, s, x, fx=None, coef=None):
         gw = new_strided(gw_spec, x_dtype, device)
         gb = new_strided(gb_spec, g_dtype, device) if need_bias else None
         # Split: fp32 partial slots laid out like the contiguous gw, summed in the launch.
-        ws = partials_buffer(split, gw.numel(), x.dtype, device) if split > 1 else gw
-        gb_ws = partials_buffer(split * phases, c_g, g_dtype, device) if split_b else gw
+        ws = partials_buffer(split, gw_numel, x_dtype, device) if split > 1 else gw
+        gb_ws = partials_buffer(split * phases, c_g, g_dtype, device, gb_offset) if split_b else gw
         counters = tile_counters(w_tiles + row_tiles, device) if counted else gw
         try:
             wgrad(

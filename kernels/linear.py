@@ -33,6 +33,7 @@ from ._gemm import (
     gradient_operand,
     grouped_tile,
     partials_buffer,
+    partials_end,
     saved_or_none,
 )
 
@@ -342,7 +343,10 @@ def linear_grad_weight(grad, s, x, act, alpha, gain, clamp, need_bias):
     out = partials_buffer(split, gw.numel(), x.dtype, x.device) if split > 1 else gw
     rowsum = None
     if need_bias:
-        rowsum = partials_buffer(split, n, grad.dtype, grad.device) if split > 1 else gb
+        # After the weight's partials in the scratch (the same accumulator dtype: x and
+        # grad share one dtype, check_tensors).
+        rowsum = partials_buffer(split, n, grad.dtype, grad.device, partials_end(split, gw.numel())) \
+            if split > 1 else gb
     prologue = s is not None
     # A = dZ^T: grad's (and s's) strides swapped.
     _launch(grad, s, x, None, out, None, rowsum, n, kk, m, strides_a,

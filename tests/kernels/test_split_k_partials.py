@@ -4,7 +4,8 @@ program of each output tile to arrive sums the fp32 slots in slot order
 gradient, the result is bit for bit the slot-order sum of the workspace the programs
 wrote (what a separate reduction pass gave), it matches the float64 gradient, and the
 tile counters are back to zero afterwards so the next call (or a CUDA graph replay)
-starts clean. Outputs and workspaces are poisoned with NaN (tests/conftest.py)."""
+starts clean. The workspaces are views of the per-device scratch buffer, the bias's
+after the weight's. Outputs and workspaces are poisoned with NaN (tests/conftest.py)."""
 
 import gc
 import weakref
@@ -49,6 +50,15 @@ def _slot_order_sum(ws: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _one_scratch_without_overlap(ws, bias_ws):
+    """The launch's two workspaces are views of the scratch buffer (nothing allocated
+    per launch), the bias's after the weight's with no element shared."""
+    scratch = _arrival._scratch[(ws.device, ws.dtype)]
+    assert ws.untyped_storage().data_ptr() == bias_ws.untyped_storage().data_ptr() == scratch.data_ptr()
+    assert bias_ws.data_ptr() >= ws.data_ptr() + ws.numel() * ws.element_size()
+    assert bias_ws.data_ptr() % 16 == 0
+
+
 def _counters_zero(device) -> bool:
     buf = _arrival._counters.get(torch.device(device))
     return buf is not None and not buf.any()
@@ -81,6 +91,7 @@ def test_conv_wgrad_reduces_partials_in_one_launch(workspaces, dtype, transposed
     assert [launch.name for launch in launches] == ["_conv_wgrad_kernel"]
     ws, gb_ws = workspaces
     assert ws.shape[0] == 3 and gb_ws.shape[0] == 3 * stride * stride
+    _one_scratch_without_overlap(ws, gb_ws)
     assert not ws.isnan().any() and not gb_ws.isnan().any(), "a program left its slot unwritten"
     # Bit for bit the slot-order sum of the partials, whichever program finished last.
     assert torch.equal(gw, _slot_order_sum(ws).view(gw.shape).to(dtype))
@@ -110,6 +121,7 @@ def test_linear_wgrad_reduces_partials_in_one_launch(workspaces, dtype):
     assert [launch.name for launch in launches] == ["_gemm_kernel"]
     ws, rowsum_ws = workspaces
     assert ws.shape[0] == 3 and rowsum_ws.shape[0] == 3
+    _one_scratch_without_overlap(ws, rowsum_ws)
     assert not ws.isnan().any() and not rowsum_ws.isnan().any()
     assert torch.equal(gw, _slot_order_sum(ws).view(gw.shape).to(dtype))
     assert torch.equal(gb, _slot_order_sum(rowsum_ws).to(dtype))
