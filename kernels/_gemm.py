@@ -75,7 +75,7 @@ def partials_buffer(rows: int, length: int, dtype: torch.dtype, device, offset: 
     partials_end(...) of the first. Poisoned under test like every output: a slot no
     program writes would show up as NaN."""
     count = rows * length
-    return scratch(offset + count, accumulator_dtype(dtype), device)[offset:offset + count].view(rows, length)
+    return scratch(offset + count, accumulator_dtype(dtype), device).as_strided((rows, length), (length, 1), offset)
 
 
 def partials_end(rows: int, length: int, offset: int = 0) -> int:

@@ -651,7 +651,8 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
                 xk, part_count, part_mean, part_m2, mean, var, shift, plan.counters(), *stats_args, **stats_flags
             )
             stat_mean, stat_var = mean, var
-        mean_out, var_out, running = (mean, var, {}) if training else (y, y, {})
+        mean_out, var_out = (mean, var) if training else (y, y)
+        running = {}
         if update is not None:
             # The running statistics go where the normalize kernel's mode updates them.
             run_mean, run_var, momentum, var_factor = update
@@ -659,8 +660,7 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
                 stat_mean, stat_var = run_mean, run_var
             else:
                 mean_out, var_out = run_mean, run_var
-            momentum = float(momentum)
-            running = dict(momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor))
+            running = _running_update_args(momentum, var_factor)
         normalize_launch(
             xk, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
             stat_mean, stat_var, shift, mean_out, var_out, *normalize_args, **running, **normalize_flags,
@@ -832,6 +832,12 @@ def _like_spec(x: torch.Tensor) -> tuple:
     return tuple(x.shape), torch.empty_like(torch.empty_strided(x.shape, x.stride(), device="meta")).stride()
 
 
+def _running_update_args(momentum, var_factor) -> dict:
+    """The normalize kernel's scalar arguments of an UPDATE_RUNNING launch."""
+    momentum = float(momentum)
+    return dict(momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor))
+
+
 def _check_running(op, x, stats_dtype, running) -> None:
     """The running statistics an in-kernel update writes: float32 [C] contiguous on x's
     device, from float32 batch statistics."""
@@ -882,11 +888,10 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
         )
     else:
         run_mean, run_var, momentum, var_factor = running
-        momentum = float(momentum)
         p.launch(
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
-            mean, var, shift, run_mean, run_var, *p.scalars,
-            momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor), **p.flags,
+            mean, var, shift, run_mean, run_var, *p.scalars, **_running_update_args(momentum, var_factor),
+            **p.flags,
         )
     return plan.restore(y, x), None if z is None else plan.restore(z, x)
 

@@ -696,9 +696,9 @@ def _plan_grad_weight(grad, s, x, kernel_hw, stride, padding, transposed, act, a
     device, g_dtype, x_dtype = x.device, grad.dtype, x.dtype
     gw_spec, gb_spec = output_spec(gw_shape), output_spec((c_g,))
     gw_numel = gw_meta.numel()
-    # The bias partials follow the weight's in the scratch when both are kept in one dtype.
-    gb_offset = (partials_end(split, gw_numel) if split > 1 and accumulator_dtype(x_dtype) == accumulator_dtype(g_dtype)
-                 else 0)
+    # The bias partials follow the weight's in the scratch (one accumulator dtype: grad
+    # and x share one dtype, _check_grad_weight).
+    gb_offset = partials_end(split, gw_numel) if split > 1 else 0
     wgrad = DirectLaunch(_conv_wgrad_kernel, grid)
 
     def launch(grad, s, x, fx=None, coef=None):

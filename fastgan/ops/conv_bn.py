@@ -126,28 +126,19 @@ def block_forward(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha
     by ConvBatchNormAct and the layer chains of fastgan.ops.chain."""
     stride, padding, output_padding, transposed = geometry
     out_hw, fwd_single_pixel, dgrad_single_pixel = _shapes(x.shape[2:], weight.shape[2:], geometry)
-    count = x.shape[0] * out_hw[0] * out_hw[1]
+    # The batch statistics come in x's accumulator dtype from either path below.
+    update = _in_kernel_update(running, accumulator_dtype(x.dtype), x.shape[0] * out_hw[0] * out_hw[1])
     if fwd_single_pixel or x.shape[0] == 0:
         xc, _ = KC.conv_fwd(x, weight, bias, stride, padding, output_padding, transposed, "linear",
                             A.DEFAULT_ALPHA, 1.0, None)
-        if running is not None and _updates_in_kernel(running, accumulator_dtype(xc.dtype), count):
-            rm, rv, momentum = running
-            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha,
-                                        (rm, rv, momentum, count / (count - 1)))
-        else:
-            y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha)
-            _update_on_host(running, mean, var, xc)
+        y, z, mean, var = KB.bn_fwd(xc, bn_weight, bn_bias, None, None, True, eps, act, alpha, update)
     else:
         xc, stats = KC.conv_fwd_bn_stats(x, weight, bias, stride, padding, output_padding, transposed)
         stats = stats.unbind(0)  # (mean, var, shift): one call for the three views
         mean, var = stats[0], stats[1]
-        if running is not None and _updates_in_kernel(running, mean.dtype, count):
-            rm, rv, momentum = running
-            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha,
-                                   (rm, rv, momentum, count / (count - 1)))
-        else:
-            y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha)
-            _update_on_host(running, mean, var, xc)
+        y, z = KB.bn_normalize(xc, bn_weight, bn_bias, stats, eps, act, alpha, update)
+    if update is None:
+        _update_on_host(running, mean, var, xc)
     if A.needs_preactivation(act):
         s = z
     elif A.needs_saved(act, None):
@@ -248,17 +239,22 @@ def recomputed_backward(cfg, needs, gy, x, weight, bias, bn_weight, bn_bias):
     return tuple(out)
 
 
-def _updates_in_kernel(running, stats_dtype, count) -> bool:
-    """Whether the normalize launch updates these running statistics: float32 ones from
-    float32 batch statistics, more than one value per channel."""
-    mean, var, _ = running
-    return (mean is not None and var is not None and count > 1 and mean.dtype == torch.float32
-            and var.dtype == torch.float32 and stats_dtype == torch.float32)
+def _in_kernel_update(running, stats_dtype, count):
+    """(running_mean, running_var, momentum, var_factor) for the normalize launch to
+    update in place, when it can: float32 running statistics from float32 batch
+    statistics, more than one value per channel; else None (_update_on_host does it)."""
+    if running is None:
+        return None
+    mean, var, momentum = running
+    if (mean is None or var is None or count <= 1 or mean.dtype != torch.float32 or var.dtype != torch.float32
+            or stats_dtype != torch.float32):
+        return None
+    return mean, var, momentum, count / (count - 1)
 
 
 def _update_on_host(running, mean, var, xc):
     """nn.BatchNorm's running-statistics update with PyTorch ops (what the normalize
-    launch does in _updates_in_kernel's case); xc the batch norm's input."""
+    launch does in _in_kernel_update's case); xc the batch norm's input."""
     if running is not None:
         from ..functional import update_running_stats
 
