@@ -94,6 +94,36 @@ def test_conv_transpose2d_matches_torch(dtype, case, act, seed):
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("n, c_in, h, kernel, stride, output_padding", [
+    (1, 3, 2, (4, 4), (1, 2), (0, 1)),  # the case hypothesis found
+    (2, 4, 3, (3, 5), (1, 3), (0, 0)),
+    (2, 2, 3, (4, 4), (1, 3), (0, 1)),
+])
+def test_reference_transposed_conv_of_a_one_pixel_wide_input_into_one_channel(n, c_in, h, kernel, stride,
+                                                                                output_padding):
+    """A channels_last x of width 1 into one output channel: torch 2.13's CPU transposed
+    conv gives these input gradients wrong (max errors of 5-6 on gradients of size ~2 in
+    a sweep, and once values like 1e35: memory it never wrote); the reference backend's
+    are the float64 ones. Each case fails without fastgan.ops.aten's workaround."""
+    rand = Rand(0)
+    x = rand(n, c_in, h, 1, dtype=torch.float32, channels_last=True)
+    w, b = rand(c_in, 1, *kernel, dtype=torch.float32, scale=0.5), None
+    geo = dict(stride=stride, padding=(0, 0), output_padding=output_padding)
+    ep = dict(act="lrelu", alpha=None, gain=None, clamp=None)
+    x = leaf(x)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    with fastgan.use_backend("reference"):
+        check_against_torch(
+            lambda x, w, b: FG.conv_transpose2d_bias_act(x, w, b, **geo, **ep),
+            lambda x, w, b: torch_act(F.conv_transpose2d(x, w, b, **geo), **ep),
+            lambda x, w, b: F.conv_transpose2d(x, w, b, **geo),
+            ep,
+            [x, leaf(w), b],
+            torch.float32,
+            rand,
+        )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(
     lead=st.lists(st.integers(1, 4), min_size=0, max_size=2),
