@@ -55,12 +55,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import torch
 from triton import knobs
 from triton.runtime.driver import driver
 from triton.runtime.jit import KernelInterface
 
+from . import _program
 from ._common import interpreting
 
 _ENABLED = os.environ.get("FASTGAN_DIRECT_LAUNCH", "1") != "0"
@@ -70,6 +72,7 @@ _MISSING = object()
 # Triton 3.9 adds this knob to the options JITFunction.run compiles with; 3.6 has none.
 _HAS_FPSAN = hasattr(type(knobs.compilation), "fpsan_homomorphic_casts")
 _HookChain = getattr(knobs, "HookChain", None)
+_thread_id = threading.get_ident
 
 
 def enabled() -> bool:
@@ -184,6 +187,9 @@ class DirectLaunch:
             self._grid3 = (g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1)
 
     def __call__(self, *args, **kwargs):
+        rec = _program.recorder
+        if rec is not None and not rec.paused and rec.thread == _thread_id():
+            return rec.launch(self, args, kwargs)  # a launch program being recorded: it calls back
         if not self._usable:  # the interpreter's launches (and a callable grid): Triton's path, one call
             kernel = self.kernel if self._home is None else self._home.get(self._name, self.kernel)
             return kernel[self.grid](*args, **kwargs)

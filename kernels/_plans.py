@@ -16,7 +16,7 @@ import threading
 
 import torch
 
-from . import _tiles
+from . import _common, _tiles
 from ._common import emulated_gpu, interpreting
 
 _plans: dict = {}
@@ -61,6 +61,19 @@ class Tape:
 CHECK_TAPES = os.environ.get("FASTGAN_CHECK_TAPES", "0") == "1"
 _tapes: dict = {}
 _generation = 0  # counts the clears of the plan cache
+# Launch programs (kernels._program) per run key; FASTGAN_LAUNCH_PROGRAMS=0 turns them off.
+programs: dict = {}
+PROGRAMS = os.environ.get("FASTGAN_LAUNCH_PROGRAMS", "1") != "0"
+
+
+def program_key(signature):
+    """The key of a run's launch program: its signature (as for a tape), the state
+    plans depend on, and whether outputs are poisoned (fills are part of a program);
+    None when nothing may be cached (tile lookups being recorded) or programs are off."""
+    if not PROGRAMS:
+        return None
+    state = _state()
+    return None if state is None else (signature, state, _common._poison)
 
 
 def freeze(signature=None):
@@ -157,6 +170,7 @@ def clear() -> None:
     global _generation
     _plans.clear()
     _tapes.clear()
+    programs.clear()
     _generation += 1
 
 

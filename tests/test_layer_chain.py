@@ -314,9 +314,11 @@ def test_a_run_after_other_modules_chains_from_its_own_input():
 
 class TapeCounter:
     """Counts the launches that replayed a recorded plan tape (kernels._plans.Tape)
-    and the replays that met another launcher than the tape's."""
+    and the replays that met another launcher than the tape's. Launch programs off:
+    a replayed program calls no launcher (tests/test_launch_programs.py)."""
 
     def __init__(self, monkeypatch):
+        monkeypatch.setattr(_plans, "PROGRAMS", False)
         self.replayed = self.broken = 0
         original = _plans.replay
 
@@ -360,6 +362,7 @@ def test_a_tape_replaying_another_plan_fails_the_check(monkeypatch):
     two layers' forward plans swapped): what a signature missing something a plan
     depends on would do."""
     monkeypatch.setattr(_plans, "CHECK_TAPES", True)
+    monkeypatch.setattr(_plans, "PROGRAMS", False)
     _plans.clear()
     _, D = models()
     _, real = inputs()

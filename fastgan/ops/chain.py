@@ -17,6 +17,10 @@ output. Intermediate tensors are kept on the chain's context (nothing outside th
 chain can see or change them); the chain's input, parameters and output are saved
 with save_for_backward (version checks, and no reference cycle through the output).
 
+From the second chained call of a signature on, a chain's forward and backward run
+through launch programs (kernels._program): recorded once, then replayed as their
+allocations and launches, without the per-layer Python (fastgan.bench.host).
+
 Higher order (create_graph=True: R1, WGAN-GP): the backward runs the chain again with
 the layers' own Functions (the same kernels on the same inputs: the same bits) and
 differentiates that, so every gradient of any order is the per-layer path's.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from .. import _backend
-from ..kernels import _plans
+from ..kernels import _plans, _program
 from ..kernels import batch_norm as KB
 from . import _bilinear as B
 from . import _eager
@@ -87,8 +91,11 @@ class BlockLayer:
         return y, [cfg, xc, s, mean, var]
 
     def fill(self, link, y, state, bn_weight):
+        """Fills link with what the block's consumer needs; returns the fill's arguments."""
         cfg, xc, s, mean, var = state
-        link.fill(None if s is y else s, xc, mean, var, bn_weight, self.eps, self.act, self.alpha)
+        args = (None if s is y else s, xc, mean, var, bn_weight, self.eps, self.act, self.alpha)
+        link.fill(*args)
+        return args
 
     @staticmethod
     def backward(state, link, in_link, needs, gy, x, params):
@@ -114,34 +121,38 @@ class LayerChain(torch.autograd.Function):
         ctx.signature = signature = (
             layers, meta(x), tuple([meta(p) for p in params]),
             tuple([None if r is None else (meta(r[0]), meta(r[1])) for r in running]), _dispatch_state())
-        token = _plans.freeze(signature)
-        completed = False
-        try:
-            y = LayerChain._forward(ctx, layers, running, in_link, out_link, x, params)
-            completed = True
-            return y
-        finally:
-            _plans.thaw(token, completed)
+        key = _plans.program_key(("forward", signature))
+        last = len(layers) - 1
+        links = []
 
-    @staticmethod
-    def _forward(ctx, layers, running, in_link, out_link, x, params):
-        states, links, inputs = [], [], []
-        h, i, last = x, 0, len(layers) - 1
-        for k, layer in enumerate(layers):
-            p = params[i:i + layer.n_params]
-            i += layer.n_params
-            inputs.append(h)
-            y, state = layer.forward(h, p, running[k])
-            # A block's output link, when a block consumes the output: the next layer,
-            # or for the last layer whoever takes the chain's output.
-            link = None
-            if type(layer) is BlockLayer:
-                link = out_link if k == last else (BlockLink() if type(layers[k + 1]) is BlockLayer else None)
-                if link is not None:
-                    layer.fill(link, y, state, p[2])
-            states.append(state)
-            links.append(link)
-            h = y
+        def normal():
+            token = _plans.freeze(signature)
+            completed = False
+            try:
+                results = LayerChain._forward(layers, running, out_link, x, params, links)
+                completed = True
+                return results
+            finally:
+                _plans.thaw(token, completed)
+
+        def program_inputs():
+            # The running statistics are inputs; their momentum factors (per call
+            # with momentum=None) must be the recorded ones.
+            inputs = [x, *params]
+            for r in running:
+                inputs += (None, None) if r is None else r[:2]
+            return inputs, tuple([None if r is None else r[2] for r in running])
+
+        results, replayed = _programmed(key, program_inputs, normal)
+        h, inputs, *rest = results
+        states = rest[:last + 1]
+        if replayed:  # the links the recorded run made, filled as it filled them
+            for k, fill in enumerate(rest[last + 1:]):
+                link = None
+                if fill is not None:
+                    link = out_link if k == last else BlockLink()
+                    link.fill(*fill)
+                links.append(link)
         ctx.set_materialize_grads(False)
         # The chain's input, parameters and output through save_for_backward; the
         # intermediates on ctx, without the output (no cycle y -> its node -> y).
@@ -154,6 +165,31 @@ class LayerChain(torch.autograd.Function):
         return h
 
     @staticmethod
+    def _forward(layers, running, out_link, x, params, links):
+        """[output, layer inputs, *layer states, *link fills]: a link fill is what a
+        block's link was filled with (None: no link, when no block consumes it); the
+        links themselves appended to `links`."""
+        states, fills, inputs = [], [], []
+        h, i, last = x, 0, len(layers) - 1
+        for k, layer in enumerate(layers):
+            p = params[i:i + layer.n_params]
+            i += layer.n_params
+            inputs.append(h)
+            y, state = layer.forward(h, p, running[k])
+            # A block's output link, when a block consumes the output: the next layer,
+            # or for the last layer whoever takes the chain's output.
+            fill = link = None
+            if type(layer) is BlockLayer:
+                link = out_link if k == last else (BlockLink() if type(layers[k + 1]) is BlockLayer else None)
+                if link is not None:
+                    fill = layer.fill(link, y, state, p[2])
+            states.append(state)
+            fills.append(fill)
+            links.append(link)
+            h = y
+        return [h, inputs, *states, *fills]
+
+    @staticmethod
     def backward(ctx, gy):
         x, y, *params = ctx.saved_tensors
         layers = ctx.layers
@@ -162,14 +198,45 @@ class LayerChain(torch.autograd.Function):
         needs_x, needs_params = ctx.needs_input_grad[4], ctx.needs_input_grad[5:]
         if torch.is_grad_enabled():
             return (None,) * 4 + _recomputed_backward(layers, needs_x, needs_params, gy, x, params)
-        token = _plans.freeze(_backward_signature(ctx, gy))
-        completed = False
-        try:
-            grads = LayerChain._backward(ctx, gy, x, y, params, needs_x, needs_params)
-            completed = True
-            return (None,) * 4 + grads
-        finally:
-            _plans.thaw(token, completed)
+        signature = _backward_signature(ctx, gy)
+        links, in_link = ctx.links, ctx.in_link
+
+        def normal():
+            token = _plans.freeze(signature)
+            completed = False
+            try:
+                grads = LayerChain._backward(ctx, gy, x, y, params, needs_x, needs_params)
+                completed = True
+            finally:
+                _plans.thaw(token, completed)
+            # What the run left for others: the sums it computed for the block that
+            # produced x, and which of its own links it used up.
+            return [grads, None if in_link is None else in_link.sums,
+                    tuple([k for k, link in enumerate(links) if link is not None and link.x is None])]
+
+        # The links' state (a retained graph's second backward finds them used up).
+        key = _plans.program_key(("backward", signature, tuple([
+            None if link is None else (link.x is not None, link.sums is not None) for link in links])))
+
+        def program_inputs():
+            # Every tensor the backward may read: its own, those the forward kept,
+            # the sums a consumer computed and the link of the block that made x.
+            inputs = [gy, x, y, *params, *ctx.inputs]
+            for state in ctx.states:
+                inputs += state
+            out_link = links[-1]
+            inputs += (None,) * 4 if out_link is None or out_link.sums is None else out_link.sums
+            inputs += (None,) * 5 if in_link is None else (in_link.s, in_link.x, in_link.mean, in_link.var,
+                                                              in_link.weight)
+            return inputs, None
+
+        (grads, sums, used), replayed = _programmed(key, program_inputs, normal)
+        if replayed:
+            for k in used:
+                links[k].clear()
+            if sums is not None:
+                in_link.sums = sums
+        return (None,) * 4 + grads
 
     @staticmethod
     def _backward(ctx, gy, x, y, params, needs_x, needs_params):
@@ -203,6 +270,17 @@ class LayerChain(torch.autograd.Function):
 
 
 BlockLink = _blocks.BlockLink
+
+
+def _programmed(key, program_inputs, normal):
+    """(results, replayed): a run through its launch program (kernels._program) when
+    programs are on (key not None), else normal(). program_inputs() gives the
+    program's inputs and the per-call values it must have been recorded with."""
+    if key is None:
+        return normal(), False
+    inputs, per_call = program_inputs()
+    return _program.replay_or_record(_plans.programs, key, inputs, per_call, normal, check=_plans.CHECK_TAPES,
+                                     limit=_plans.MAX_PLANS)
 
 
 def _dispatch_state():
