@@ -28,6 +28,7 @@ tensor entries are slots of the replay's environment.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import torch
@@ -45,6 +46,22 @@ _FILLS = {aten.fill_.Scalar, aten.zero_.default}
 # shape): a program would replay the recorded run's answer.
 _HOST_READS = {aten._local_scalar_dense, aten.nonzero, aten.equal, aten.is_nonzero, aten.masked_select,
                aten._unique2, aten.unique_dim, aten.unique_consecutive, aten.allclose}
+
+_refcount = sys.getrefcount
+
+
+def _shared_extra():
+    """How many Python references a tensor gains while its TensorImpl is shared with
+    C++ (a view's base, an autograd saved tensor): PyTorch's PyObject preservation
+    makes it 1 (torch 2.13); None (no reuse) when it is something else."""
+    alone = (torch.empty(1),)
+    shared = (torch.empty(2),)
+    shared = shared + (shared[0][:1],)
+    extra = _refcount(shared[0]) - _refcount(alone[0])
+    return extra if extra in (0, 1) else None
+
+
+_SHARED_EXTRA = _shared_extra()
 
 # Op kinds of a program.
 _ALLOC, _VIEW, _FILL, _LAUNCH, _CONST, _OP = range(6)
@@ -183,10 +200,10 @@ class Recorder(TorchDispatchMode):
         finally:
             self.paused = False
 
-    def layout(self, items):
+    def layout(self, items, reuse_from=None):
         """The Layout of a list of entries (tensors, None, constants, or lists / tuples
-        of those, one level deep) in this recording's slots."""
-        return Layout(items, self)
+        of those, one level deep) in this recording's slots (reuse_from: Program)."""
+        return Layout(items, self, reuse_from)
 
     def program(self, layout, **extra):
         if self.failure is not None:
@@ -232,9 +249,10 @@ class Layout:
     returns new lists (tuples stay tuples) with the replay's tensors there, constants
     as recorded."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "reuse_from")
 
-    def __init__(self, items, rec):
+    def __init__(self, items, rec, reuse_from=None):
+        self.reuse_from = reuse_from
         def describe(entry):
             if isinstance(entry, torch.Tensor):
                 return (0, rec.slot(entry, external=False))
@@ -252,7 +270,7 @@ class Layout:
         self.items = tuple(describe(e) for e in items)
 
     def fingerprint(self):
-        return tuple(_same(item) for item in self.items)
+        return tuple(_same(item) for item in self.items), self.reuse_from
 
 
 class Program:
@@ -266,18 +284,53 @@ class Program:
     reuses the recorded run's, which no one else holds. That is safe as the scratch
     buffers of kernels._arrival are: the runs that share them launch in order on one
     stream. Under CUDA-graph capture a replay allocates them (`fresh`), so a graph
-    never shares memory with eager replays."""
+    never shares memory with eager replays.
 
-    __slots__ = ("ops", "layout", "extra", "replay", "fresh", "source", "calls", "mismatched")
+    Layout items from `layout.reuse_from` on hold tensors that a replay may take
+    again from an earlier one once they are dead: when every tensor that replay
+    made for them (with their views and bases) is held by nothing but this program
+    (its C++ use count and its Python reference count say so: autograd, a view, a
+    parameter's .grad or a Python object holding one shows in them), the next
+    replay takes them instead of allocating (`run`; two such sets are kept). A
+    chain's forward leaves out its output, on which autograd records the graph."""
+
+    __slots__ = ("ops", "layout", "extra", "replay", "fresh", "source", "calls", "mismatched", "pool", "dead")
 
     def __init__(self, ops, layout, n_inputs, made, extra):
         self.ops, self.layout, self.extra = tuple(ops), layout, extra
         self.calls = 0
         self.mismatched = False
+        self.pool = []
         kept = _escaping(self.ops, layout)
         temporaries = {slot: t for slot, t in made.items() if slot not in kept}
-        self.replay, self.source = _compile(self.ops, layout, n_inputs, temporaries)
-        self.fresh = _compile(self.ops, layout, n_inputs, {})[0] if temporaries else self.replay
+        reusable = _reusable(self.ops, layout, n_inputs) if _SHARED_EXTRA is not None else []
+        self.dead = _dead_counts(self.ops, reusable)
+        self.replay, self.source = _compile(self.ops, layout, n_inputs, temporaries, reusable)
+        self.fresh = _compile(self.ops, layout, n_inputs, {}, ())[0]
+
+    def run(self, inputs):
+        """The replay's results, from a dead set of reusable tensors when one is kept:
+        every tensor of the set held by nothing but the set (its C++ uses those of
+        the set's own views, its Python references the pool's)."""
+        pool, dead = self.pool, self.dead
+        for i, group in enumerate(pool):
+            for j in range(len(group)):
+                t = group[j]  # (not zip: its result tuple would hold a reference too)
+                uses, refs = dead[j]
+                # refs: the group's tuple, t and getrefcount's argument.
+                if t._use_count() != uses or _refcount(t) != refs:
+                    break
+            else:
+                del pool[i]
+                break
+        else:
+            group = None
+        results, group = self.replay(inputs, group)
+        if group:
+            pool.append(group)
+            if len(pool) > 2:
+                del pool[0]
+        return results
 
     def fingerprint(self):
         """Comparable description: launchers and persistent buffers by identity."""
@@ -310,6 +363,52 @@ def _escaping(ops, layout):
     return out
 
 
+def _reusable(ops, layout, n_inputs):
+    """The slots (in op order) of layout items from layout.reuse_from on whose whole
+    view family (bases and views) is made by allocations and views of this program,
+    appears in no earlier layout item, and is no argument of an op but a launch or a
+    fill."""
+    family = {}  # slot -> its root allocation
+    made = set()
+    for op in ops:
+        if op[0] == _ALLOC:
+            family[op[1]] = op[1]
+            made.add(op[1])
+        elif op[0] == _VIEW and op[2] in family:
+            family[op[1]] = family[op[2]]
+            made.add(op[1])
+    fresh, wanted = set(), set()
+    for index, item in enumerate(layout.items):
+        slots = [item[1]] if item[0] == 0 else [s for _, s in item[2]] if item[0] == 1 else []
+        (wanted if layout.reuse_from is not None and index >= layout.reuse_from else fresh).update(slots)
+    for op in ops:
+        if op[0] == _OP:
+            fresh.update(r.slot for r in _refs((op[2], op[3])))
+            fresh.update(s for s in op[4] if s is not None)
+        elif op[0] == _VIEW and op[2] not in family:
+            fresh.add(op[1])  # a view of an input or a persistent buffer
+    bad_roots = {family[s] for s in fresh if s in family}
+    roots = {family[s] for s in wanted if s in family} - bad_roots
+    return [s for s in sorted(made) if family[s] in roots]
+
+
+def _dead_counts(ops, reusable):
+    """Per reusable slot, its (C++ use count, Python reference count in Program.run)
+    when nothing but the pool holds it: a root allocation is used by itself and by
+    each of its views in the set (views of views are views of the root)."""
+    root = {}
+    for op in ops:
+        if op[0] == _ALLOC:
+            root[op[1]] = op[1]
+        elif op[0] == _VIEW and op[2] in root:
+            root[op[1]] = root[op[2]]
+    uses = {slot: 1 for slot in reusable}
+    for slot in reusable:
+        if root[slot] != slot:
+            uses[root[slot]] += 1
+    return tuple((uses[slot], 3 + (_SHARED_EXTRA if uses[slot] > 1 else 0)) for slot in sorted(reusable))
+
+
 def _refs(value):
     if type(value) is _Ref:
         yield value
@@ -330,11 +429,18 @@ def _literal(value) -> bool:
     return type(value) is tuple and all(_literal(v) for v in value)
 
 
-def _compile(ops, layout, n_inputs, temporaries):
+def _tuple_source(items) -> str:
+    items = list(items)
+    return f"({', '.join(items)},)" if items else "()"
+
+
+def _compile(ops, layout, n_inputs, temporaries, reusable):
     """(replay, its source): the program as one straight-line Python function, so a
     replay pays for its allocations and launches and little else (no loop over ops,
     no argument lists built per launch). Objects (launchers, ops, dtypes, devices,
-    persistent buffers, reused temporaries) are the function's globals."""
+    persistent buffers, reused temporaries) are the function's globals.
+    replay(inputs, reuse) -> (results, the reusable slots' tensors): with reuse (an
+    earlier replay's reusable tensors) it takes those instead of making them."""
     names = {"empty_strided": torch.empty_strided}
     used = set()
 
@@ -358,19 +464,24 @@ def _compile(ops, layout, n_inputs, temporaries):
         if type(value) is list:
             return f"[{', '.join(map(source, value))}]"
         if type(value) is tuple and any(True for _ in _refs(value)):
-            return f"({', '.join(map(source, value))},)"
+            return _tuple_source(map(source, value))
         return const(value)
 
-    body = []
+    body, hoisted = [], []
+    reusable = set(reusable)
     for op in ops:
         kind = op[0]
+        if kind in (_ALLOC, _VIEW) and op[1] in reusable:
+            target = hoisted  # made at the top, unless reused
+        else:
+            target = body
         if kind == _ALLOC:
             _, slot, shape, stride, dtype, device = op
             if slot in temporaries:
-                body.append(f"s{slot} = {const(temporaries[slot])}")
+                target.append(f"s{slot} = {const(temporaries[slot])}")
             else:
-                body.append(f"s{slot} = empty_strided({const(shape)}, {const(stride)}, dtype={const(dtype)}, "
-                            f"device={const(device)})")
+                target.append(f"s{slot} = empty_strided({const(shape)}, {const(stride)}, dtype={const(dtype)}, "
+                              f"device={const(device)})")
         elif kind == _LAUNCH:
             args = [const(a) for a in op[2]]
             for i, s in op[3]:
@@ -380,8 +491,8 @@ def _compile(ops, layout, n_inputs, temporaries):
         elif kind == _VIEW:
             _, slot, base, shape, stride, offset = op
             base = ref(base)
-            body.append(f"s{slot} = {base}.as_strided({const(shape)}, {const(stride)}, "
-                        f"{base}.storage_offset() + {offset})")
+            target.append(f"s{slot} = {base}.as_strided({const(shape)}, {const(stride)}, "
+                          f"{base}.storage_offset() + {offset})")
         elif kind == _FILL:
             body.append(f"{ref(op[1])}.fill_({const(op[2])})")
         elif kind == _CONST:
@@ -401,11 +512,16 @@ def _compile(ops, layout, n_inputs, temporaries):
             values = [const(v) for v in item[1]]
             for i, s in item[2]:
                 values[i] = ref(s)
-            results.append(f"({', '.join(values)},)" if item[3] else f"[{', '.join(values)}]")
+            results.append(_tuple_source(values) if item[3] else f"[{', '.join(values)}]")
         else:
             results.append(const(item[1]))
-    lines = [f"i{j} = inputs[{j}]" for j in sorted(used)] + body + [f"return [{', '.join(results)}]"]
-    text = "def replay(inputs):\n" + "".join(f"    {line}\n" for line in lines)
+    group = [f"s{slot}" for slot in sorted(reusable)]
+    head = [f"i{j} = inputs[{j}]" for j in sorted(used)]
+    if group:
+        head += ["if reuse is None:", *(f"    {line}" for line in hoisted), "else:",
+                 f"    {', '.join(group)}, = reuse"]
+    lines = head + body + [f"return [{', '.join(results)}], ({''.join(g + ', ' for g in group)})"]
+    text = "def replay(inputs, reuse):\n" + "".join(f"    {line}\n" for line in lines)
     exec(compile(text, "<fastgan launch program>", "exec"), names)
     return names["replay"], text
 
@@ -431,10 +547,11 @@ def _same(value):
 _FIRST_RECORDING, _LAST_RECORDING = 2, 4
 
 
-def replay_or_record(store: dict, key, inputs, per_call, normal, *, check=False, limit=4096):
+def replay_or_record(store: dict, key, inputs, per_call, normal, *, reuse_from=None, check=False, limit=4096):
     """The results of a run: replayed from store[key] when it holds a program recorded
     with the same per-call values, else normal() (a list of entries: tensors, None,
     constants, or lists / tuples of those), recorded when it is the key's turn.
+    reuse_from: the first entry whose tensors only Python objects will keep (Program).
     Returns (results, replayed). Under `check`, every other call of a program runs
     normal() instead, records it again and compares: a program recorded differently
     twice in a row for one key raises (its signature misses something the run
@@ -445,11 +562,11 @@ def replay_or_record(store: dict, key, inputs, per_call, normal, *, check=False,
             store[key] = _LAST_RECORDING + 1  # values that change per call: never replayable
             return normal(), False
         if _capturing(inputs):  # never checked (recorded) under capture
-            return entry.fresh(inputs), True
+            return entry.fresh(inputs, None)[0], True
         entry.calls += 1
         if not (check and entry.calls % 2 == 0):
-            return entry.replay(inputs), True
-        results, again = _recorded(inputs, per_call, normal)
+            return entry.run(inputs), True
+        results, again = _recorded(inputs, per_call, normal, reuse_from)
         if again is not None and again.fingerprint() != entry.fingerprint():
             if entry.mismatched:
                 raise AssertionError(f"a launch program was recorded differently for the same key {key!r}")
@@ -468,7 +585,7 @@ def replay_or_record(store: dict, key, inputs, per_call, normal, *, check=False,
                 store.clear()
             store[key] = runs
         return normal(), False
-    results, program = _recorded(inputs, per_call, normal)
+    results, program = _recorded(inputs, per_call, normal, reuse_from)
     store[key] = program if program is not None else runs
     return results, False
 
@@ -480,13 +597,13 @@ def _capturing(inputs) -> bool:
     return first.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
-def _recorded(inputs, per_call, normal):
+def _recorded(inputs, per_call, normal, reuse_from):
     """(normal(), its Program or None when it could not be recorded)."""
     with record(inputs) as rec:
         results = normal()
         if rec is None:
             return results, None
-        layout = rec.layout(results)
+        layout = rec.layout(results, reuse_from)
     try:
         return results, rec.program(layout=layout, per_call=per_call)
     except RecordingFailed:

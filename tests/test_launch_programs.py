@@ -219,7 +219,7 @@ def test_temporaries_are_reused_and_what_escapes_is_fresh():
         temporary.fill_(1.0)
         base = torch.empty(6)
         out = torch.empty(3)
-        return [out, base[2:5], temporary.shape[0]]
+        return [out, base[2:5], temporary.shape[0], (), (out,)]
 
     x = torch.zeros(1)
     for _ in range(2):
@@ -228,7 +228,92 @@ def test_temporaries_are_reused_and_what_escapes_is_fresh():
     assert program.source.count("empty_strided(") == 2  # out and base; the temporary is a global
     first, replayed = _program.replay_or_record(store, "k", [x], None, normal)
     second, _ = _program.replay_or_record(store, "k", [x], None, normal)
-    assert replayed and first[2] == 4
+    assert replayed and first[2] == 4 and first[3] == () and first[4][0] is first[0]
     assert first[0] is not second[0] and first[1].untyped_storage().data_ptr() != second[1].untyped_storage().data_ptr()
     assert first[1].shape == (3,) and first[1].storage_offset() == 2
     assert program.fresh is not program.replay and program.fresh.__code__ is not program.replay.__code__
+
+
+def test_a_forward_reuses_intermediates_only_once_nothing_holds_them(counter):
+    """A replayed forward takes the intermediates (kept on its autograd context) of an
+    earlier replay once that replay's graph is gone, never while it is alive: a live
+    graph keeps its own tensors, and its backward gives the layers' gradients."""
+    G, _ = models()
+    z, _ = inputs()
+
+    def storages(y):
+        return {t.untyped_storage().data_ptr() for state in y.grad_fn.states for t in state
+                if isinstance(t, torch.Tensor) and t.numel()}
+
+    def grads(model, y, seed):
+        up = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+        return torch.autograd.grad(y, list(model.parameters()), up)
+
+    layered = by_layers(G)
+    with fastgan.use_backend("triton"):
+        for _ in range(4):  # layers, chain, chain recording, first replay
+            G(z)
+        kept = G(z)
+        kept_storages = storages(kept)
+        y = G(z)  # `kept` is alive: its tensors are not taken
+        first = storages(y)
+        assert first and not first & kept_storages
+        del y
+        y = G(z)  # the dead set is taken again, the live one still not
+        assert storages(y) == first
+        assert_equal(grads(G, kept, 3), grads(layered, layered(z), 3))
+        assert_equal(grads(G, y, 4), grads(layered, layered(z), 4))
+
+
+def test_a_backward_reuses_gradients_only_once_nothing_holds_them(counter):
+    """Gradients of a replayed backward (handed to autograd, kept by whoever asked for
+    them) are taken again by a later replay only once nothing holds them."""
+    G, _ = models()
+    z, _ = inputs()
+    layered = by_layers(G)
+    up = torch.randn(G(z).shape, generator=torch.Generator().manual_seed(5))
+
+    def grads(model):
+        return torch.autograd.grad(model(z), list(model.parameters()), up)
+
+    def storages(gs):
+        return {g.untyped_storage().data_ptr() for g in gs}
+
+    with fastgan.use_backend("triton"):
+        for _ in range(4):  # layers, chain, chain recording, first replay
+            grads(G)
+        kept = grads(G)
+        again = grads(G)  # `kept` is alive: other tensors
+        first = storages(again)
+        assert not first & storages(kept)
+        del again
+        assert storages(grads(G)) == first  # the dead set again
+        expected = grads(layered)
+        assert_equal(kept, expected)
+        assert_equal(grads(G), expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_replayed_steps_match_the_normal_steps_on_a_gpu(monkeypatch, dtype):
+    """Compiled kernels through the direct launch path: six DCGAN training steps with
+    launch programs (replays from the fourth on, dead sets reused from the fifth) give
+    the bits of six steps without them (losses and every parameter after each step)."""
+    from fastgan.bench import dcgan
+
+    monkeypatch.setattr(_plans, "CHECK_TAPES", False)
+    cfg = dcgan.StepConfig(batch=8, size=32, width=8, latent=16, dtype=dtype, cond="class", device="cuda")
+    inputs = dcgan.make_inputs(cfg)
+    on = dcgan.GANStep("fastgan", *dcgan.make_models(cfg), cfg)
+    off = dcgan.GANStep("fastgan", *dcgan.make_models(cfg), cfg)
+    counter = ProgramCounter(monkeypatch)
+    for i in range(6):
+        batch = inputs[i % len(inputs)]
+        monkeypatch.setattr(_plans, "PROGRAMS", True)
+        d0, g0 = on(*batch)
+        monkeypatch.setattr(_plans, "PROGRAMS", False)
+        d1, g1 = off(*batch)
+        assert torch.equal(d0, d1) and torch.equal(g0, g1), i
+        for p0, p1 in zip([*on.G.parameters(), *on.D.parameters()], [*off.G.parameters(), *off.D.parameters()]):
+            assert torch.equal(p0, p1), i
+    assert counter.replayed >= 3 * 8  # steps 4-6: G and D (x3) forward and backward

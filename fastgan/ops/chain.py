@@ -143,7 +143,10 @@ class LayerChain(torch.autograd.Function):
                 inputs += (None, None) if r is None else r[:2]
             return inputs, tuple([None if r is None else r[2] for r in running])
 
-        results, replayed = _programmed(key, program_inputs, normal)
+        # Everything after the output lives on ctx and in the links only: reusable
+        # once the step that made it is over (its graph freed). Not the output,
+        # which autograd makes its own.
+        results, replayed = _programmed(key, program_inputs, normal, reuse_from=1)
         h, inputs, *rest = results
         states = rest[:last + 1]
         if replayed:  # the links the recorded run made, filled as it filled them
@@ -230,7 +233,9 @@ class LayerChain(torch.autograd.Function):
                                                               in_link.weight)
             return inputs, None
 
-        (grads, sums, used), replayed = _programmed(key, program_inputs, normal)
+        # The gradients and sums go to autograd and to the producer's backward: a
+        # replay takes them again once nothing holds them (Program checks).
+        (grads, sums, used), replayed = _programmed(key, program_inputs, normal, reuse_from=0)
         if replayed:
             for k in used:
                 links[k].clear()
@@ -272,15 +277,16 @@ class LayerChain(torch.autograd.Function):
 BlockLink = _blocks.BlockLink
 
 
-def _programmed(key, program_inputs, normal):
+def _programmed(key, program_inputs, normal, reuse_from=None):
     """(results, replayed): a run through its launch program (kernels._program) when
     programs are on (key not None), else normal(). program_inputs() gives the
-    program's inputs and the per-call values it must have been recorded with."""
+    program's inputs and the per-call values it must have been recorded with;
+    reuse_from: the first result only the chain's context keeps (Program)."""
     if key is None:
         return normal(), False
     inputs, per_call = program_inputs()
-    return _program.replay_or_record(_plans.programs, key, inputs, per_call, normal, check=_plans.CHECK_TAPES,
-                                     limit=_plans.MAX_PLANS)
+    return _program.replay_or_record(_plans.programs, key, inputs, per_call, normal, reuse_from=reuse_from,
+                                     check=_plans.CHECK_TAPES, limit=_plans.MAX_PLANS)
 
 
 def _dispatch_state():

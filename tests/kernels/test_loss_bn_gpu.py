@@ -5,6 +5,8 @@ ticketed final sum. Oracles and tolerances are those of the interpreter tests.""
 
 import pytest
 import torch
+
+import fastgan
 from hypothesis import given, settings, strategies as st
 
 from fastgan.kernels import batch_norm as KB
@@ -12,7 +14,7 @@ from fastgan.kernels import loss as KL
 from fastgan.kernels._common import poison_outputs
 from fastgan.reference.activations import ACTIVATIONS as ACTS, needs_preactivation, needs_saved
 from fastgan.reference.loss import KINDS
-from test_batch_norm_kernels import EPS, grad_magnitudes, make_input, oracle
+from test_batch_norm_kernels import EPS, TILES, grad_magnitudes, make_input, oracle
 from test_loss_kernels import check_side, logits
 from utils import TOLERANCE, assert_close
 
@@ -161,3 +163,27 @@ def test_split_k_weight_gradient_is_deterministic_on_gpu(transposed):
     gw, gb = _cpu(*first)
     assert_close(gw, ref_w, torch.bfloat16, "grad weight")
     assert_close(gb, grad.double().sum(dim=(0, 2, 3)), torch.bfloat16, "grad bias")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape, tiles", [((256, 128, 16, 16), "default"), ((256, 512, 4, 4), "default"),
+                                          ((64, 96, 9, 9), "small"), ((64, 96, 9, 9), "narrow")])
+def test_forward_updates_running_statistics_on_gpu(dtype, shape, tiles):
+    """bn_fwd(update=...) on compiled kernels (FP fusion on, as the device run sets it):
+    the float32 running statistics, updated in the normalize launch, are to the bit
+    what nn.BatchNorm's update with PyTorch's CUDA ops gives from the returned batch
+    statistics; the statistics split over programs or computed by the normalize
+    program itself ('own'), whichever the tiles choose."""
+    gen = torch.Generator().manual_seed(17)
+    x = make_input(gen, shape, dtype, True, 1.0, 2.0, False).cuda()
+    c = shape[1]
+    weight, bias = torch.randn(c, generator=gen).cuda(), torch.randn(c, generator=gen).cuda()
+    run_mean, run_var = torch.randn(c, generator=gen).cuda(), (torch.rand(c, generator=gen) + 0.5).cuda()
+    want_mean, want_var = run_mean.clone(), run_var.clone()
+    count = x.numel() // c
+    with poison_outputs(), KB.configured(**TILES[tiles]):
+        _, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
+                                    (run_mean, run_var, 0.1, count / (count - 1)))
+    fastgan.functional.update_running_stats(want_mean, want_var, mean, var, 0.1, count)
+    assert not torch.equal(run_mean, want_mean.new_zeros(c))
+    assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
