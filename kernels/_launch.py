@@ -40,6 +40,11 @@ Anything else falls back to the normal path. Runtime (non-constexpr) parameters 
 by keyword are read per launch; a call that passes a different set of keywords, more
 or fewer positional arguments, or a callable grid always takes the normal path.
 
+While a launch program is being recorded (kernels._program: a layer chain's forward
+or backward), every DirectLaunch call is handed to the recorder, which notes it and
+makes it; a replayed program calls the same DirectLaunch objects, so its launches pass
+the same guard.
+
 The direct path is off, and every launch takes `kernel[grid](...)`, when:
 - Triton's interpreter runs the kernels (kernels._common.interpreting()): there is no
   CompiledKernel, the interpreter runs the Python kernel itself;

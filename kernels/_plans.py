@@ -7,6 +7,9 @@ tile, grid, and the kernel's scalar and constexpr arguments. The key is that met
 plus the global state that tile choice reads (an emulated GPU, forced tiles, TF32), so a
 cached plan is exactly what planning again would produce. While tile lookups are being
 recorded (_tiles.recording, the tuning script) nothing is cached: every launch plans.
+The launch programs of kernels._program (a layer chain's whole forward or backward,
+recorded once and replayed without its launchers) are kept here too, under the same
+state, and cleared with the plans.
 """
 
 from __future__ import annotations

@@ -18,11 +18,22 @@ go unrecorded:
   offset from the base's own storage offset;
 - fills of known tensors (outputs poisoned with NaN under test) are replayed;
 - launches reach the recorder from DirectLaunch.__call__ with their arguments;
-- anything else (a copy, arithmetic such as nn.BatchNorm's running-statistics update
-  in PyTorch ops, a tensor the recording cannot place) makes the recording fail: that
-  signature keeps the normal path.
-What the run returns (and leaves on its context) is described by Layouts: lists whose
-tensor entries are slots of the replay's environment.
+- any other op (a copy, arithmetic such as nn.BatchNorm's running-statistics update
+  in PyTorch ops) is replayed as the same ATen call on the replay's tensors;
+- an op that reads tensor data on the host (.item(), nonzero: a replay would repeat
+  the recorded answer) or a result the recording cannot place makes the recording
+  fail: that signature keeps the normal path.
+What the run returns (and leaves on its context) is described by a Layout: entries
+whose tensors are slots of the replay. A replay is one generated Python function
+(_compile). It allocates only what must be new: temporaries (nothing the run returns
+refers to them) are the recorded run's, and the tensors an earlier replay returned
+are taken again once nothing holds them (Program).
+
+A program is only as right as its key: the caller's signature must hold everything
+the run's Python decides on (fastgan.ops.chain: metadata of every input, the links'
+state, the dispatch state, per-call values such as a momentum factor checked
+separately). Under FASTGAN_CHECK_TAPES (the tests) every other call of a program runs
+the normal path again, records it and compares.
 """
 
 from __future__ import annotations
@@ -35,25 +46,43 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _pop_mode_temporarily
 
 aten = torch.ops.aten
-_ALLOCATIONS = {aten.empty_strided.default, aten.empty.memory_format, aten.new_empty.default,
-                aten.new_empty_strided.default, aten.empty_like.default}
-_VIEWS = {aten.unbind.int, aten.as_strided.default, aten.select.int, aten.slice.Tensor, aten.view.default,
-          aten.t.default, aten.permute.default, aten.unsqueeze.default, aten.squeeze.dim, aten.alias.default,
-          aten.expand.default, aten._reshape_alias.default, aten.transpose.int, aten.split.Tensor,
-          aten.narrow.default}
-_FILLS = {aten.fill_.Scalar, aten.zero_.default}
+
+
+def _ops(*names):
+    """The ATen ops (packets, or overloads as 'name.overload') of these names that this
+    PyTorch has."""
+    found = set()
+    for name in names:
+        packet, _, overload = name.partition(".")
+        op = getattr(aten, packet, None)
+        op = getattr(op, overload, None) if overload and op is not None else op
+        if op is not None:
+            found.add(op)
+    return found
+
+
+_ALLOCATIONS = _ops("empty_strided.default", "empty.memory_format", "new_empty.default", "new_empty_strided.default",
+                    "empty_like.default")
+_VIEWS = _ops("unbind.int", "as_strided.default", "select.int", "slice.Tensor", "view.default", "t.default",
+              "permute.default", "unsqueeze.default", "squeeze.dim", "alias.default", "expand.default",
+              "_reshape_alias.default", "transpose.int", "split.Tensor", "narrow.default")
+_FILLS = _ops("fill_.Scalar", "zero_.default")
 # Ops whose result depends on tensor data on the host (a sync, a data-dependent
 # shape): a program would replay the recorded run's answer.
-_HOST_READS = {aten._local_scalar_dense, aten.nonzero, aten.equal, aten.is_nonzero, aten.masked_select,
-               aten._unique2, aten.unique_dim, aten.unique_consecutive, aten.allclose}
+_HOST_READS = _ops("_local_scalar_dense", "nonzero", "equal", "is_nonzero", "masked_select", "_unique2",
+                   "unique_dim", "unique_consecutive", "allclose")
 
+_DETACH = aten.detach.default
 _refcount = sys.getrefcount
 
 
 def _shared_extra():
     """How many Python references a tensor gains while its TensorImpl is shared with
     C++ (a view's base, an autograd saved tensor): PyTorch's PyObject preservation
-    makes it 1 (torch 2.13); None (no reuse) when it is something else."""
+    makes it 1 (torch 2.13); None (no reuse of live-checked tensors) when it is
+    something else or the C++ use count cannot be read."""
+    if not hasattr(torch.Tensor, "_use_count"):
+        return None
     alone = (torch.empty(1),)
     shared = (torch.empty(2),)
     shared = shared + (shared[0][:1],)
@@ -153,13 +182,13 @@ class Recorder(TorchDispatchMode):
                 for view in (out if isinstance(out, (tuple, list)) else (out,)):
                     self.ops.append((_VIEW, self._bind(view), source, tuple(view.shape), view.stride(),
                                      view.storage_offset() - base.storage_offset()))
-        elif func is aten.detach.default:
+        elif func is _DETACH:
             # An alias a mode's factory output gets under autograd: the same slot.
             if out.device.type != "meta":
                 self.slots[id(out)] = self.slot(args[0])
                 self.keep.append(out)
         elif func in _FILLS:
-            value = 0 if func is aten.zero_.default else args[1]
+            value = args[1] if len(args) > 1 else 0  # fill_(t, value) or zero_(t)
             self.ops.append((_FILL, self.slot(args[0]), value))
         else:
             self._op(func, args, kwargs or {}, out)
