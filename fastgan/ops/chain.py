@@ -117,10 +117,12 @@ class LayerChain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, layers, running, in_link, out_link, x, *params):
-        meta = _plans.meta
-        ctx.signature = signature = (
-            layers, meta(x), tuple([meta(p) for p in params]),
-            tuple([None if r is None else (meta(r[0]), meta(r[1])) for r in running]), _dispatch_state())
+        # Every tensor the forward reads: x, the parameters, the running statistics
+        # (a launch program's inputs); their metadata is the signature's.
+        inputs = [x, *params]
+        for r in running:
+            inputs += (None, None) if r is None else r[:2]
+        ctx.signature = signature = (layers, tuple(map(_plans.meta, inputs)), _dispatch_state())
         key = _plans.program_key(("forward", signature))
         last = len(layers) - 1
         links = []
@@ -136,18 +138,14 @@ class LayerChain(torch.autograd.Function):
                 _plans.thaw(token, completed)
 
         def program_inputs():
-            # The running statistics are inputs; their momentum factors (per call
-            # with momentum=None) must be the recorded ones.
-            inputs = [x, *params]
-            for r in running:
-                inputs += (None, None) if r is None else r[:2]
+            # The momentum factors (per call with momentum=None) must be the recorded ones.
             return inputs, tuple([None if r is None else r[2] for r in running])
 
         # Everything after the output lives on ctx and in the links only: reusable
         # once the step that made it is over (its graph freed). Not the output,
         # which autograd makes its own.
         results, replayed = _programmed(key, program_inputs, normal, reuse_from=1)
-        h, inputs, *rest = results
+        h, layer_inputs, *rest = results
         states = rest[:last + 1]
         if replayed:  # the links the recorded run made, filled as it filled them
             for k, fill in enumerate(rest[last + 1:]):
@@ -159,11 +157,11 @@ class LayerChain(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         # The chain's input, parameters and output through save_for_backward; the
         # intermediates on ctx, without the output (no cycle y -> its node -> y).
-        inputs[0] = None
+        layer_inputs[0] = None
         ctx.s_is_output = states[last][_S] is h
         if ctx.s_is_output:
             states[last][_S] = None
-        ctx.layers, ctx.states, ctx.links, ctx.inputs, ctx.in_link = layers, states, links, inputs, in_link
+        ctx.layers, ctx.states, ctx.links, ctx.inputs, ctx.in_link = layers, states, links, layer_inputs, in_link
         ctx.save_for_backward(x, h, *params)
         return h
 
