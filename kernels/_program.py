@@ -104,6 +104,7 @@ class _Ref:
     def __init__(self, slot):
         self.slot = slot
 
+
 # The recorder of the run being recorded (one thread at a time records; DirectLaunch
 # reads this on every launch, so it is a plain module global).
 recorder = None
@@ -596,11 +597,17 @@ def replay_or_record(store: dict, key, inputs, per_call, normal, *, reuse_from=N
         if not (check and entry.calls % 2 == 0):
             return entry.run(inputs), True
         results, again = _recorded(inputs, per_call, normal, reuse_from)
-        if again is not None and again.fingerprint() != entry.fingerprint():
+        if again is _BUSY:
+            pass  # another recording was under way: nothing to compare
+        elif again is None or again.fingerprint() != entry.fingerprint():
+            # (a run that can no longer be recorded differs from its program too)
             if entry.mismatched:
                 raise AssertionError(f"a launch program was recorded differently for the same key {key!r}")
-            again.mismatched, again.calls = True, entry.calls
-            store[key] = again
+            if again is None:
+                entry.mismatched = True
+            else:
+                again.mismatched, again.calls = True, entry.calls
+                store[key] = again
         else:
             entry.mismatched = False
         return results, False
@@ -615,8 +622,11 @@ def replay_or_record(store: dict, key, inputs, per_call, normal, *, reuse_from=N
             store[key] = runs
         return normal(), False
     results, program = _recorded(inputs, per_call, normal, reuse_from)
-    store[key] = program if program is not None else runs
+    store[key] = program if isinstance(program, Program) else runs
     return results, False
+
+
+_BUSY = object()
 
 
 def _capturing(inputs) -> bool:
@@ -627,11 +637,12 @@ def _capturing(inputs) -> bool:
 
 
 def _recorded(inputs, per_call, normal, reuse_from):
-    """(normal(), its Program or None when it could not be recorded)."""
+    """(normal(), its Program; None when it could not be recorded, _BUSY when another
+    recording was under way)."""
     with record(inputs) as rec:
         results = normal()
         if rec is None:
-            return results, None
+            return results, _BUSY
         layout = rec.layout(results, reuse_from)
     try:
         return results, rec.program(layout=layout, per_call=per_call)

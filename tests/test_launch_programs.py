@@ -317,3 +317,22 @@ def test_replayed_steps_match_the_normal_steps_on_a_gpu(monkeypatch, dtype):
         for p0, p1 in zip([*on.G.parameters(), *on.D.parameters()], [*off.G.parameters(), *off.D.parameters()]):
             assert torch.equal(p0, p1), i
     assert counter.replayed >= 3 * 8  # steps 4-6: G and D (x3) forward and backward
+
+
+def test_a_key_whose_run_stops_being_recordable_raises_under_the_check():
+    """A run that reads tensor data on the host on some calls of one key: the check
+    counts a run it can no longer record as a mismatch, twice in a row raises."""
+    store, calls = {}, [0]
+
+    def normal():
+        calls[0] += 1
+        out = torch.empty(2)
+        if calls[0] > 2:
+            out.sum().item()  # a host read, from the third call on
+        return [out]
+
+    x = torch.zeros(1)
+    for _ in range(5):  # 1 normal, 2 recorded, 3 replayed, 4 checked (1st mismatch), 5 replayed
+        _program.replay_or_record(store, "k", [x], None, normal, check=True)
+    with pytest.raises(AssertionError, match="recorded differently"):
+        _program.replay_or_record(store, "k", [x], None, normal, check=True)
