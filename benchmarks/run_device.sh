@@ -20,7 +20,8 @@
 #   correctness     the `-m gpu` tests: conv / transposed conv / linear sweep (every
 #                   shipped tile, forward and both gradients), batch norm, loss, in bf16,
 #                   fp16 and fp32 against a float64 reference; CUDA-graph replay equal to
-#                   the eager step bit for bit; every step provider at a small size
+#                   the eager step bit for bit; launch programs on against off bit for
+#                   bit; every step provider at a small size
 #                                                           -> correctness.json
 #   step-bf16-b256  DCGAN-64 training step: eager, fastgan, fastgan-cuda-graph, compile,
 #                   compile-reduce-overhead side by side with MFU -> gan_step_bf16_b256.json
@@ -237,7 +238,8 @@ run_correctness() {
     "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 10)  # Triton compiles on 10 cores at once; warm uses the rest
     # The longest tests first (xdist hands tests out in this order). CORRECTNESS_TESTS
     # (pytest arguments) replaces the selection, e.g. to rerun a few tests.
-    local tests=(tests/test_cuda_graph.py tests/test_bench_graph_providers.py tests/kernels/test_gpu_sweep.py tests/kernels)
+    local tests=(tests/test_cuda_graph.py tests/test_bench_graph_providers.py tests/test_launch_programs.py
+        tests/kernels/test_gpu_sweep.py tests/kernels)
     [[ -n ${CORRECTNESS_TESTS:-} ]] && read -r -a tests <<<"$CORRECTNESS_TESTS"
     stage correctness "$CORRECTNESS_S" "$PY" -m pytest -v -m gpu "${tests[@]}" -p no:cacheprovider "${XDIST[@]}" \
         --junitxml "$WORK/correctness.xml"
