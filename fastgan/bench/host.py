@@ -136,7 +136,10 @@ def _timed(fn) -> float:
 
 def measure_host(cfg: dcgan.StepConfig | None = None, *, repeats: int = 20, warmup: int = 3) -> HostResult:
     """Median host ms/step of eager and of fastgan (launches stubbed), interleaved:
-    each repeat times one eager step, then one fastgan step, on the same inputs."""
+    each repeat times one eager step, then one fastgan step, on the same inputs.
+    fastgan's first step runs the layers one by one (a new call signature), its
+    second the chains, its third records their launch programs (kernels._program):
+    with warmup >= 3 every timed step replays them, as a training run's steps do."""
     _require_interpreter()
     cfg = cfg or host_config()
     if repeats < 1 or warmup < 1:
