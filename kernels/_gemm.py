@@ -15,6 +15,7 @@ from fastgan.reference.activations import clamp_as_saved, needs_saved
 
 from . import activation as KA
 from ._arrival import scratch
+from ._plans import cdiv
 from ._common import accumulator_dtype, accumulator_type as acc_type  # noqa: F401  (acc_type re-exported)
 # Offsets are computed in int32: every tensor a kernel touches must be addressable so.
 MAX_ELEMENTS = 2**31 - 1
@@ -82,7 +83,7 @@ def partials_end(rows: int, length: int, offset: int = 0) -> int:
     """Where the next workspace of a launch may start after partials_buffer(rows,
     length, offset=offset): its end, rounded up to 64 elements (256 bytes in float32:
     the next one's pointer stays as aligned as the buffer's)."""
-    return -(-(offset + rows * length) // 64) * 64
+    return cdiv(offset + rows * length, 64) * 64
 
 
 def check_tensors(op: str, **tensors: torch.Tensor | None) -> torch.dtype:

@@ -215,14 +215,10 @@ class Recorder(TorchDispatchMode):
         """Records one launch of `launcher` (a DirectLaunch), then makes it, outside
         the recording (the interpreter's own ops are not the run's)."""
         if self.failure is None:
-            values, places = list(args), []
-            for i, a in enumerate(args):
-                if isinstance(a, torch.Tensor):
-                    values[i] = None
-                    places.append((i, self.slot(a)))
+            values, places = _placed(args, self.slot)
             if any(isinstance(v, torch.Tensor) for v in kwargs.values()):
                 self.fail("a tensor passed to a launch by keyword")
-            self.ops.append((_LAUNCH, launcher, tuple(values), tuple(places), dict(kwargs)))
+            self.ops.append((_LAUNCH, launcher, tuple(values), places, dict(kwargs)))
         self.paused = True
         try:
             with _pop_mode_temporarily():
@@ -239,6 +235,16 @@ class Recorder(TorchDispatchMode):
         if self.failure is not None:
             raise RecordingFailed(self.failure)
         return Program(self.ops, layout, self.n_inputs, self.made, extra)
+
+
+def _placed(entries, slot):
+    """(entries with None where a tensor was, ((index, slot(tensor)), ...))."""
+    values, places = list(entries), []
+    for i, e in enumerate(entries):
+        if isinstance(e, torch.Tensor):
+            values[i] = None
+            places.append((i, slot(e)))
+    return values, tuple(places)
 
 
 def _tensors(args, kwargs):
@@ -287,14 +293,10 @@ class Layout:
             if isinstance(entry, torch.Tensor):
                 return (0, rec.slot(entry, external=False))
             if type(entry) in (list, tuple):
-                values, places = list(entry), []
-                for i, e in enumerate(entry):
-                    if isinstance(e, torch.Tensor):
-                        values[i] = None
-                        places.append((i, rec.slot(e, external=False)))
-                    elif isinstance(e, (list, tuple)) and any(_tensors(e, {})):
-                        rec.fail("a tensor nested more than one level in a layout")
-                return (1, values, tuple(places), type(entry) is tuple)
+                if any(isinstance(e, (list, tuple)) and any(_tensors(e, {})) for e in entry):
+                    rec.fail("a tensor nested more than one level in a layout")
+                values, places = _placed(entry, lambda t: rec.slot(t, external=False))
+                return (1, values, places, type(entry) is tuple)
             return (2, entry)
 
         self.items = tuple(describe(e) for e in items)
@@ -331,10 +333,11 @@ class Program:
         self.calls = 0
         self.mismatched = False
         self.pool = []
-        kept = _escaping(self.ops, layout)
+        root, op_slots = _roots(self.ops), _op_slots(self.ops)
+        kept = _escaping(layout, root, op_slots)
         temporaries = {slot: t for slot, t in made.items() if slot not in kept}
-        reusable = _reusable(self.ops, layout, n_inputs) if _SHARED_EXTRA is not None else []
-        self.dead = _dead_counts(self.ops, reusable)
+        reusable = _reusable(layout, root, op_slots) if _SHARED_EXTRA is not None else []
+        self.dead = _dead_counts(root, reusable)
         self.replay, self.source = _compile(self.ops, layout, n_inputs, temporaries, reusable)
         self.fresh = _compile(self.ops, layout, n_inputs, {}, ())[0]
 
@@ -368,75 +371,64 @@ class Program:
         return tuple(_same(op) for op in self.ops), self.layout.fingerprint(), extra
 
 
-def _escaping(ops, layout):
-    """The slots a replay must not share with the previous one: those the layout
-    refers to, the bases of those that are views, and every argument of an op other
-    than a launch or a fill (which may return or keep an alias of it)."""
-    out = set()
-    for item in layout.items:
-        if item[0] == 0:
-            out.add(item[1])
-        elif item[0] == 1:
-            out.update(s for _, s in item[2])
-    bases = {}
-    for op in ops:
-        if op[0] == _VIEW:
-            bases[op[1]] = op[2]
-        elif op[0] == _OP:
-            out.update(r.slot for r in _refs((op[2], op[3])))
-    todo = list(out)
-    while todo:
-        base = bases.get(todo.pop())
-        if base is not None and base not in out:
-            out.add(base)
-            todo.append(base)
-    return out
+def _item_slots(item):
+    """The slots a layout item refers to."""
+    return [item[1]] if item[0] == 0 else [s for _, s in item[2]] if item[0] == 1 else []
 
 
-def _reusable(ops, layout, n_inputs):
-    """The slots (in op order) of layout items from layout.reuse_from on whose whole
-    view family (bases and views) is made by allocations and views of this program,
-    appears in no earlier layout item, and is no argument of an op but a launch or a
-    fill."""
-    family = {}  # slot -> its root allocation
-    made = set()
-    for op in ops:
-        if op[0] == _ALLOC:
-            family[op[1]] = op[1]
-            made.add(op[1])
-        elif op[0] == _VIEW and op[2] in family:
-            family[op[1]] = family[op[2]]
-            made.add(op[1])
-    fresh, wanted = set(), set()
-    for index, item in enumerate(layout.items):
-        slots = [item[1]] if item[0] == 0 else [s for _, s in item[2]] if item[0] == 1 else []
-        (wanted if layout.reuse_from is not None and index >= layout.reuse_from else fresh).update(slots)
-    for op in ops:
-        if op[0] == _OP:
-            fresh.update(r.slot for r in _refs((op[2], op[3])))
-            fresh.update(s for s in op[4] if s is not None)
-        elif op[0] == _VIEW and op[2] not in family:
-            fresh.add(op[1])  # a view of an input or a persistent buffer
-    bad_roots = {family[s] for s in fresh if s in family}
-    roots = {family[s] for s in wanted if s in family} - bad_roots
-    return [s for s in sorted(made) if family[s] in roots]
-
-
-def _dead_counts(ops, reusable):
-    """Per reusable slot, its (C++ use count, Python reference count in Program.run)
-    when nothing but the pool holds it: a root allocation is used by itself and by
-    each of its views in the set (views of views are views of the root)."""
+def _roots(ops):
+    """slot -> the allocation it is or is a view of (views of views are views of the
+    root, as in PyTorch), for every slot the program allocates or views from those."""
     root = {}
     for op in ops:
         if op[0] == _ALLOC:
             root[op[1]] = op[1]
         elif op[0] == _VIEW and op[2] in root:
             root[op[1]] = root[op[2]]
+    return root
+
+
+def _op_slots(ops):
+    """The slots an op other than a launch or a fill takes or returns (it may return
+    or keep an alias of any of them)."""
+    out = set()
+    for op in ops:
+        if op[0] == _OP:
+            out.update(r.slot for r in _refs((op[2], op[3])))
+            out.update(s for s in op[4] if s is not None)
+    return out
+
+
+def _escaping(layout, root, op_slots):
+    """The slots a replay must not share with the previous one: those the layout or
+    an op refers to, and the allocations they are views of."""
+    out = set(op_slots)
+    for item in layout.items:
+        out.update(_item_slots(item))
+    return out | {root[s] for s in out if s in root}
+
+
+def _reusable(layout, root, op_slots):
+    """The slots of layout items from layout.reuse_from on whose whole family (the
+    root allocation and its views) the program makes, that no earlier layout item
+    and no op other than a launch or a fill refers to; in slot order."""
+    fresh, wanted = set(op_slots), set()
+    for index, item in enumerate(layout.items):
+        later = layout.reuse_from is not None and index >= layout.reuse_from
+        (wanted if later else fresh).update(_item_slots(item))
+    roots = {root[s] for s in wanted if s in root} - {root[s] for s in fresh if s in root}
+    return [s for s in sorted(root) if root[s] in roots]
+
+
+def _dead_counts(root, reusable):
+    """Per reusable slot, its (C++ use count, Python reference count in Program.run)
+    when nothing but the pool holds it: a root allocation is used by itself and by
+    each of its views in the set."""
     uses = {slot: 1 for slot in reusable}
     for slot in reusable:
         if root[slot] != slot:
             uses[root[slot]] += 1
-    return tuple((uses[slot], 3 + (_SHARED_EXTRA if uses[slot] > 1 else 0)) for slot in sorted(reusable))
+    return tuple((uses[slot], 3 + (_SHARED_EXTRA if uses[slot] > 1 else 0)) for slot in reusable)
 
 
 def _refs(value):
@@ -497,7 +489,15 @@ def _compile(ops, layout, n_inputs, temporaries, reusable):
             return _tuple_source(map(source, value))
         return const(value)
 
+    def placed(values, places):
+        """Source for each entry of a recorded (values, places) pair."""
+        out = [const(v) for v in values]
+        for i, slot in places:
+            out[i] = ref(slot)
+        return out
+
     body, hoisted = [], []
+    group = [f"s{slot}" for slot in reusable]
     reusable = set(reusable)
     for op in ops:
         kind = op[0]
@@ -513,10 +513,7 @@ def _compile(ops, layout, n_inputs, temporaries, reusable):
                 target.append(f"s{slot} = empty_strided({const(shape)}, {const(stride)}, dtype={const(dtype)}, "
                               f"device={const(device)})")
         elif kind == _LAUNCH:
-            args = [const(a) for a in op[2]]
-            for i, s in op[3]:
-                args[i] = ref(s)
-            args += [f"{k}={const(v)}" for k, v in op[4].items()]
+            args = placed(op[2], op[3]) + [f"{k}={const(v)}" for k, v in op[4].items()]
             body.append(f"{const(op[1])}({', '.join(args)})")
         elif kind == _VIEW:
             _, slot, base, shape, stride, offset = op
@@ -539,13 +536,10 @@ def _compile(ops, layout, n_inputs, temporaries, reusable):
         if item[0] == 0:
             results.append(ref(item[1]))
         elif item[0] == 1:
-            values = [const(v) for v in item[1]]
-            for i, s in item[2]:
-                values[i] = ref(s)
+            values = placed(item[1], item[2])
             results.append(_tuple_source(values) if item[3] else f"[{', '.join(values)}]")
         else:
             results.append(const(item[1]))
-    group = [f"s{slot}" for slot in sorted(reusable)]
     head = [f"i{j} = inputs[{j}]" for j in sorted(used)]
     if group:
         head += ["if reuse is None:", *(f"    {line}" for line in hoisted), "else:",
