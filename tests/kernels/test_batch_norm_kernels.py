@@ -290,6 +290,27 @@ def test_strided_inputs_are_handled_and_outputs_keep_empty_like_strides():
             assert_close(got, want, torch.float32, name, magnitude=mag)
 
 
+def check_in_kernel_running_update(x, tiles, momentum, gen):
+    """bn_fwd(update=...) on x: the running statistics the normalize launch updates are
+    to the bit what nn.BatchNorm's update with PyTorch ops (on x's device) gives from
+    the batch statistics it returns. Returns (launches, y, mean, var) and the inputs
+    (weight, bias)."""
+    c = x.shape[1]
+    weight, bias = torch.randn(c, generator=gen).to(x.device), torch.randn(c, generator=gen).to(x.device)
+    run_mean = torch.randn(c, generator=gen).to(x.device)
+    run_var = (torch.rand(c, generator=gen) + 0.5).to(x.device)
+    want_mean, want_var = run_mean.clone(), run_var.clone()
+    count = x.numel() // c
+    with poison_outputs(), KB.configured(**TILES[tiles]):
+        with recording_launches() as launches:
+            y, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
+                                        (run_mean, run_var, momentum, count / (count - 1)))
+    fastgan.functional.update_running_stats(want_mean, want_var, mean, var, momentum, count)
+    assert not torch.equal(run_mean, run_mean.new_zeros(c))
+    assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
+    return launches, (y, mean, var), (weight, bias)
+
+
 @pytest.mark.parametrize("tiles, mode", [("small", "batch"), ("narrow", "own")])
 def test_forward_updates_running_statistics_in_the_normalize_launch(tiles, mode):
     """bn_fwd(update=...) updates float32 running statistics in its normalize launch,
@@ -298,21 +319,12 @@ def test_forward_updates_running_statistics_in_the_normalize_launch(tiles, mode)
     computed by the normalize program itself ('own'); y is the same as without."""
     gen = torch.Generator().manual_seed(13)
     x = make_input(gen, (4, 6, 5, 5), torch.float32, True, 1.0, 2.0, False)
-    weight, bias = torch.randn(6, generator=gen), torch.randn(6, generator=gen)
-    run_mean, run_var = torch.randn(6, generator=gen), torch.rand(6, generator=gen) + 0.5
-    want_mean, want_var = run_mean.clone(), run_var.clone()
-    count = x.numel() // x.shape[1]
-    with poison_outputs(), KB.configured(**TILES[tiles]):
-        with recording_launches() as launches:
-            y, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
-                                        (run_mean, run_var, 0.3, count / (count - 1)))
-        y_plain, _, mean_plain, var_plain = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2)
+    launches, (y, mean, var), (weight, bias) = check_in_kernel_running_update(x, tiles, 0.3, gen)
     (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
     assert normalize.kwargs["STATS"] == mode and normalize.kwargs["UPDATE_RUNNING"] is True
+    with poison_outputs(), KB.configured(**TILES[tiles]):
+        y_plain, _, mean_plain, var_plain = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2)
     assert torch.equal(y, y_plain) and torch.equal(mean, mean_plain) and torch.equal(var, var_plain)
-    fastgan.functional.update_running_stats(want_mean, want_var, mean, var, 0.3, count)
-    assert not torch.equal(want_mean, run_mean.new_zeros(6))
-    assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
 
 
 def test_forward_update_rejects_running_statistics_it_cannot_write():

@@ -5,8 +5,6 @@ ticketed final sum. Oracles and tolerances are those of the interpreter tests.""
 
 import pytest
 import torch
-
-import fastgan
 from hypothesis import given, settings, strategies as st
 
 from fastgan.kernels import batch_norm as KB
@@ -14,7 +12,7 @@ from fastgan.kernels import loss as KL
 from fastgan.kernels._common import poison_outputs
 from fastgan.reference.activations import ACTIVATIONS as ACTS, needs_preactivation, needs_saved
 from fastgan.reference.loss import KINDS
-from test_batch_norm_kernels import EPS, TILES, grad_magnitudes, make_input, oracle
+from test_batch_norm_kernels import EPS, check_in_kernel_running_update, grad_magnitudes, make_input, oracle
 from test_loss_kernels import check_side, logits
 from utils import TOLERANCE, assert_close
 
@@ -176,14 +174,4 @@ def test_forward_updates_running_statistics_on_gpu(dtype, shape, tiles):
     program itself ('own'), whichever the tiles choose."""
     gen = torch.Generator().manual_seed(17)
     x = make_input(gen, shape, dtype, True, 1.0, 2.0, False).cuda()
-    c = shape[1]
-    weight, bias = torch.randn(c, generator=gen).cuda(), torch.randn(c, generator=gen).cuda()
-    run_mean, run_var = torch.randn(c, generator=gen).cuda(), (torch.rand(c, generator=gen) + 0.5).cuda()
-    want_mean, want_var = run_mean.clone(), run_var.clone()
-    count = x.numel() // c
-    with poison_outputs(), KB.configured(**TILES[tiles]):
-        _, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
-                                    (run_mean, run_var, 0.1, count / (count - 1)))
-    fastgan.functional.update_running_stats(want_mean, want_var, mean, var, 0.1, count)
-    assert not torch.equal(run_mean, want_mean.new_zeros(c))
-    assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
+    check_in_kernel_running_update(x, tiles, 0.1, gen)
