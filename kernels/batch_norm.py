@@ -280,10 +280,11 @@ def _update_running(run_mean_ptr, run_var_ptr, mean, var, chans, cmask, momentum
 @triton.jit
 def _bn_normalize_kernel(
     x_ptr, y_ptr, z_ptr, w_ptr, b_ptr, stat_mean_ptr, stat_var_ptr, shift_ptr, mean_out_ptr, var_out_ptr,
-    eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
+    count_ptr, eps_hi, eps_lo, alpha, C, HW, M, hw_blocks, num_tiles, tiles_per_program,
     STATS: tl.constexpr, ACT: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_Z: tl.constexpr, LAYOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
     momentum=0.0, keep=1.0, var_factor=1.0, UPDATE_RUNNING: tl.constexpr = False,
+    COUNT_BATCH: tl.constexpr = False,
 ):
     """y = act(((x - center) - shift) * weight * rstd + bias), and z (the argument of
     act) for silu. STATS: 'running' (eval: center = running mean, shift = 0, running
@@ -293,8 +294,13 @@ def _bn_normalize_kernel(
     the running statistics are also updated as nn.BatchNorm does (_update_running),
     for STATS 'batch' by row program 0 at mean_out_ptr, var_out_ptr; for STATS 'own'
     (one program per channel block) at stat_mean_ptr, stat_var_ptr, which that mode
-    does not read otherwise."""
+    does not read otherwise. COUNT_BATCH (with UPDATE_RUNNING): program (0, 0) also adds
+    1 to the int64 num_batches_tracked at count_ptr, which nothing reads in the launch
+    (momentum not None): nn.BatchNorm's count without a launch of its own."""
     r = tl.program_id(0)
+    if COUNT_BATCH:
+        if (r == 0) & (tl.program_id(1) == 0):
+            tl.store(count_ptr, tl.load(count_ptr) + 1)
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = chans < C
     if STATS == "running":
@@ -655,15 +661,16 @@ def _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, al
         running = {}
         if update is not None:
             # The running statistics go where the normalize kernel's mode updates them.
-            run_mean, run_var, momentum, var_factor = update
+            run_mean, run_var = update[:2]
             if fused:
                 stat_mean, stat_var = run_mean, run_var
             else:
                 mean_out, var_out = run_mean, run_var
-            running = _running_update_args(momentum, var_factor)
+            running = _running_update_args(update)
         normalize_launch(
             xk, y, z if store_z else y, weight if weight is not None else y, bias if bias is not None else y,
-            stat_mean, stat_var, shift, mean_out, var_out, *normalize_args, **running, **normalize_flags,
+            stat_mean, stat_var, shift, mean_out, var_out, _counter(update, y), *normalize_args, **running,
+            **normalize_flags,
         )
         return plan.restore(y, x), plan.restore(z, x) if store_z else z, mean, var
 
@@ -679,13 +686,13 @@ def bn_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha
     of act) only for silu, else empty; in training the batch mean and biased variance
     (float32, float64 for float64 x), in eval empty tensors (the running statistics are
     used). running_mean and running_var are read (eval), never written. update =
-    (running_mean, running_var, momentum, var_factor), float32 running and batch
-    statistics, training only: the launch also updates these in place as bn_normalize's
-    `running` does (nn.BatchNorm's update)."""
+    (running_mean, running_var, momentum, var_factor[, num_batches_tracked]), float32
+    running and batch statistics, training only: the launch also updates these in place
+    as bn_normalize's `running` does (nn.BatchNorm's update)."""
     launch = _plans.replay("bn_fwd")
     if launch is None:
         key = ("bn_fwd", _meta(x, weight, bias, running_mean, running_var), training, eps, act, alpha,
-               None if update is None else (_plans.meta(update[0]), _plans.meta(update[1])), _CONFIGS.overridden())
+               _update_meta(update), _CONFIGS.overridden())
         launch = _plans.record("bn_fwd", _plans.get(key) or _plans.put(
             key, _plan_fwd(x, weight, bias, running_mean, running_var, training, eps, act, alpha, update)))
     return launch(x, weight, bias, running_mean, running_var, update)
@@ -832,22 +839,50 @@ def _like_spec(x: torch.Tensor) -> tuple:
     return tuple(x.shape), torch.empty_like(torch.empty_strided(x.shape, x.stride(), device="meta")).stride()
 
 
-def _running_update_args(momentum, var_factor) -> dict:
-    """The normalize kernel's scalar arguments of an UPDATE_RUNNING launch."""
-    momentum = float(momentum)
-    return dict(momentum=momentum, keep=1.0 - momentum, var_factor=float(var_factor))
+def _running_update_args(running) -> dict:
+    """The normalize kernel's keyword arguments of an UPDATE_RUNNING launch, from
+    running = (running_mean, running_var, momentum, var_factor[, num_batches_tracked])."""
+    momentum = float(running[2])
+    args = dict(momentum=momentum, keep=1.0 - momentum, var_factor=float(running[3]))
+    if _counter(running, None) is not None:
+        args["COUNT_BATCH"] = True
+    return args
+
+
+def _counter(running, otherwise):
+    """The num_batches_tracked of an in-kernel update (the normalize kernel's count_ptr,
+    passed by position: launch programs take tensors only so), else `otherwise` (a
+    pointer the kernel never reads)."""
+    if running is None or len(running) < 5 or running[4] is None:
+        return otherwise
+    return running[4]
+
+
+def _update_meta(running):
+    """What a launch plan depends on of an in-kernel update's tensors."""
+    if running is None:
+        return None
+    meta = _plans.meta
+    return meta(running[0]), meta(running[1]), meta(running[4]) if len(running) > 4 else None
 
 
 def _check_running(op, x, stats_dtype, running) -> None:
     """The running statistics an in-kernel update writes: float32 [C] contiguous on x's
-    device, from float32 batch statistics."""
-    mean, var, momentum, var_factor = running
+    device, from float32 batch statistics; the batch counter (when given) an int64
+    scalar on x's device, as nn.BatchNorm's num_batches_tracked."""
+    mean, var = running[:2]
     for name, t in (("running_mean", mean), ("running_var", var)):
         if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or stats_dtype != torch.float32 \
                 or t.shape != (x.shape[1],) or t.stride() != (1,) or t.device != x.device:
             got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{op}: {name} must be a contiguous float32 [{x.shape[1]}] tensor on x's device "
                              f"with float32 statistics, got {got} (statistics {stats_dtype})")
+    count = _counter(running, None)
+    if count is not None and (not isinstance(count, torch.Tensor) or count.dtype != torch.int64
+                              or count.numel() != 1 or count.device != x.device):
+        got = f"{count.dtype} {tuple(count.shape)}" if isinstance(count, torch.Tensor) else type(count).__name__
+        raise ValueError(f"{op}: num_batches_tracked must be an int64 tensor of one element on x's device, "
+                         f"got {got}")
 
 
 def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
@@ -857,12 +892,12 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
     pre-activation (silu). running = (running_mean, running_var, momentum,
     var_factor), float32: the same launch updates them in place as nn.BatchNorm does
     (running = (1 - momentum) running + momentum batch value, the variance unbiased
-    by var_factor = M / (M - 1))."""
+    by var_factor = M / (M - 1)). A fifth element, num_batches_tracked (int64, or None),
+    is counted up by 1 in that launch too."""
     p = _plans.replay("bn_normalize")
     if p is None:
-        key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, running is not None,
-               None if running is None else (_plans.meta(running[0]), _plans.meta(running[1]), stats[0].dtype),
-               _CONFIGS.overridden())
+        key = ("bn_normalize", _meta(x, weight, bias), eps, act, alpha, _update_meta(running),
+               None if running is None else stats[0].dtype, _CONFIGS.overridden())
         p = _plans.get(key)
         if p is None:
             if running is not None:
@@ -884,14 +919,13 @@ def bn_normalize(x, weight, bias, stats, eps, act, alpha, running=None):
     if running is None:
         p.launch(
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
-            mean, var, shift, y, y, *p.scalars, **p.flags,
+            mean, var, shift, y, y, y, *p.scalars, **p.flags,
         )
     else:
-        run_mean, run_var, momentum, var_factor = running
         p.launch(
             xk, y, z if p.store_z else y, weight if p.has_weight else y, bias if p.has_bias else y,
-            mean, var, shift, run_mean, run_var, *p.scalars, **_running_update_args(momentum, var_factor),
-            **p.flags,
+            mean, var, shift, running[0], running[1], _counter(running, y), *p.scalars,
+            **_running_update_args(running), **p.flags,
         )
     return plan.restore(y, x), None if z is None else plan.restore(z, x)
 

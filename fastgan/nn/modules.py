@@ -145,6 +145,18 @@ class _BatchNormActMixin(_ActMixin):
             return self._buffers.get("num_batches_tracked")
         return None
 
+    def _step_for_launch(self):
+        """_step for a forward whose normalize launch counts the batch itself
+        (fastgan.ops.conv_bn): (running mean, running var, use batch statistics,
+        momentum factor, counter), where counter is the num_batches_tracked the launch
+        is to count the batch in, or None: nothing to count, or counted here already
+        (momentum=None reads the count for its factor)."""
+        counter = self._batch_counter()
+        if counter is not None and self.momentum is None:
+            counter.add_(1)
+            counter = None
+        return (*self._counted_step(), counter)
+
     def _counted_step(self):
         """_step's result once the batch is counted (fastgan.nn.sequential counts the
         batches of a chain's blocks together, then asks each block for this)."""
@@ -230,7 +242,7 @@ class _ConvBatchNormMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = self.norm
-        running_mean, running_var, use_batch_stats, factor = norm._step()
+        running_mean, running_var, use_batch_stats, factor, counter = norm._step_for_launch()
         if use_batch_stats and isinstance(x, torch.Tensor) and x.dim() == 4:
             w, b = self.weight, self.bias
             xa = x
@@ -242,7 +254,9 @@ class _ConvBatchNormMixin:
                 geometry = (tuple(self.stride), tuple(self.padding), tuple(self._block_output_padding()),
                             self._block_transposed)
                 return conv_bn.conv_batch_norm_act(xa, w, b, norm.weight, norm.bias, geometry, norm.eps, norm.act,
-                                                   norm.alpha, (running_mean, running_var, factor))
+                                                   norm.alpha, (running_mean, running_var, factor, counter))
+        if counter is not None:
+            counter.add_(1)
         return norm._normalize(super().forward(x), running_mean, running_var, use_batch_stats, factor)
 
 

@@ -121,7 +121,7 @@ class FusedSequential(nn.Sequential):
             layers.append(_layer(chain, m))
         if FG._path(x, *params) != "triton":
             return _one_by_one(modules, x)
-        running = _count_batches(modules, norms)
+        running = _block_running(modules, norms)
         return chain.run(tuple(layers), running, x, params)
 
 
@@ -155,23 +155,16 @@ def _layer(chain, m):
     return layer
 
 
-def _count_batches(modules, norms):
-    """Per module, a block's (running_mean, running_var, momentum factor) or None, as
-    each block's forward would have them (FoldedBatchNorm2d._step), with the batch
-    counted in all their num_batches_tracked at once."""
-    tracked = [count for count in (norm._batch_counter() for norm in norms) if count is not None]
-    if len(tracked) > 1:
-        # One call for all: one launch on a GPU; on a CPU (torch 2.13) 2.3 us for two
-        # counters against 3.1 for two add_ calls, 3.7 against 6.0 for four.
-        torch._foreach_add_(tracked, 1)
-    elif tracked:
-        tracked[0].add_(1)
-    steps = iter([norm._counted_step() for norm in norms])
+def _block_running(modules, norms):
+    """Per module, a block's (running_mean, running_var, momentum factor, batch counter)
+    or None, as each block's forward would have them (FoldedBatchNorm2d._step_for_launch:
+    the block's normalize launch counts the batch)."""
+    steps = iter([norm._step_for_launch() for norm in norms])
     running = []
     for m in modules:
         if type(m) in _BLOCKS:
-            running_mean, running_var, _, factor = next(steps)
-            running.append((running_mean, running_var, factor))
+            running_mean, running_var, _, factor, counter = next(steps)
+            running.append((running_mean, running_var, factor, counter))
         else:
             running.append(None)
     return tuple(running)

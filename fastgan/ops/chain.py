@@ -111,7 +111,8 @@ class BlockLayer:
 class LayerChain(torch.autograd.Function):
     """y = layers[-1](... layers[0](x)). params: every layer's parameters in order
     (n_params each, None where a layer has none); running: per layer, a block's
-    (running_mean, running_var, momentum) or None; in_link: the BlockLink of x (or
+    (running_mean, running_var, momentum, num_batches_tracked to count the batch in, or
+    None) or None; in_link: the BlockLink of x (or
     None); out_link: a fresh BlockLink when the last layer is a block (the caller puts
     it on y), else None."""
 
@@ -121,7 +122,7 @@ class LayerChain(torch.autograd.Function):
         # (a launch program's inputs); their metadata is the signature's.
         inputs = [x, *params]
         for r in running:
-            inputs += (None, None) if r is None else r[:2]
+            inputs += (None, None, None) if r is None else (r[0], r[1], r[3])
         ctx.signature = signature = (layers, tuple(map(_plans.meta, inputs)), _dispatch_state())
         key = _plans.program_key(("forward", signature))
         last = len(layers) - 1

@@ -293,21 +293,27 @@ def test_strided_inputs_are_handled_and_outputs_keep_empty_like_strides():
 def check_in_kernel_running_update(x, tiles, momentum, gen):
     """bn_fwd(update=...) on x: the running statistics the normalize launch updates are
     to the bit what nn.BatchNorm's update with PyTorch ops (on x's device) gives from
-    the batch statistics it returns. Returns (launches, y, mean, var) and the inputs
-    (weight, bias)."""
+    the batch statistics it returns, and the batch counter it is handed goes up by
+    exactly one (however many programs the launch has). Returns (launches, y, mean,
+    var) and the inputs (weight, bias)."""
     c = x.shape[1]
     weight, bias = torch.randn(c, generator=gen).to(x.device), torch.randn(c, generator=gen).to(x.device)
     run_mean = torch.randn(c, generator=gen).to(x.device)
     run_var = (torch.rand(c, generator=gen) + 0.5).to(x.device)
     want_mean, want_var = run_mean.clone(), run_var.clone()
+    before = int(torch.randint(0, 2**40, (), generator=gen))
+    counter = torch.tensor(before, dtype=torch.long, device=x.device)
     count = x.numel() // c
     with poison_outputs(), KB.configured(**TILES[tiles]):
         with recording_launches() as launches:
             y, _, mean, var = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2,
-                                        (run_mean, run_var, momentum, count / (count - 1)))
+                                        (run_mean, run_var, momentum, count / (count - 1), counter))
     fastgan.functional.update_running_stats(want_mean, want_var, mean, var, momentum, count)
     assert not torch.equal(run_mean, run_mean.new_zeros(c))
     assert torch.equal(run_mean, want_mean) and torch.equal(run_var, want_var)
+    assert counter.item() == before + 1
+    (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
+    assert normalize.kwargs["COUNT_BATCH"] is True
     return launches, (y, mean, var), (weight, bias)
 
 
@@ -322,6 +328,8 @@ def test_forward_updates_running_statistics_in_the_normalize_launch(tiles, mode)
     launches, (y, mean, var), (weight, bias) = check_in_kernel_running_update(x, tiles, 0.3, gen)
     (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
     assert normalize.kwargs["STATS"] == mode and normalize.kwargs["UPDATE_RUNNING"] is True
+    # Several programs in both directions of the grid: one of them counts.
+    assert normalize.grid[1] > 1 and (mode == "own" or normalize.grid[0] > 1)
     with poison_outputs(), KB.configured(**TILES[tiles]):
         y_plain, _, mean_plain, var_plain = KB.bn_fwd(x, weight, bias, None, None, True, EPS, "relu", 0.2)
     assert torch.equal(y, y_plain) and torch.equal(mean, mean_plain) and torch.equal(var, var_plain)
@@ -340,6 +348,9 @@ def test_forward_update_rejects_running_statistics_it_cannot_write():
         KB.bn_fwd(x, None, None, good, good, False, EPS, "relu", 0.2, (good, good, 0.1, 1.0))
     with pytest.raises(ValueError, match="float32 statistics"):
         KB.bn_fwd(x.double(), None, None, None, None, True, EPS, "relu", 0.2, (good, good, 0.1, 1.0))
+    for bad in (torch.tensor(1, dtype=torch.int32), torch.zeros(2, dtype=torch.long)):
+        with pytest.raises(ValueError, match="num_batches_tracked"):
+            KB.bn_fwd(x, None, None, None, None, True, EPS, "relu", 0.2, (good, good, 0.1, 1.0, bad))
 
 
 def test_empty_batch_in_eval_gives_empty_outputs():
