@@ -192,6 +192,12 @@ class DirectLaunch:
             self._grid3 = (g[0], g[1] if len(g) > 1 else 1, g[2] if len(g) > 2 else 1)
 
     def __call__(self, *args, **kwargs):
+        return self.call(args, kwargs)
+
+    def call(self, args: tuple, kwargs: dict):
+        """The launch `self(*args, **kwargs)`, with its arguments as they are: a launch
+        program's replay (kernels._program) calls this with a tuple it builds and a
+        dict it keeps (nothing here changes either), a repacking less per launch."""
         rec = _program.recorder
         if rec is not None and not rec.paused and rec.thread == _thread_id():
             return rec.launch(self, args, kwargs)  # a launch program being recorded: it calls back

@@ -513,8 +513,9 @@ def _compile(ops, layout, n_inputs, temporaries, reusable):
                 target.append(f"s{slot} = empty_strided({const(shape)}, {const(stride)}, dtype={const(dtype)}, "
                               f"device={const(device)})")
         elif kind == _LAUNCH:
-            args = placed(op[2], op[3]) + [f"{k}={const(v)}" for k, v in op[4].items()]
-            body.append(f"{const(op[1])}({', '.join(args)})")
+            # The keyword arguments are constants (no tensor: Recorder.launch): one dict
+            # per launch, kept; DirectLaunch.call takes both as they are.
+            body.append(f"{const(op[1])}.call({_tuple_source(placed(op[2], op[3]))}, {const(dict(op[4]))})")
         elif kind == _VIEW:
             _, slot, base, shape, stride, offset = op
             base = ref(base)
