@@ -182,8 +182,8 @@ def test_running_statistics_updated_by_the_normalize_launch(momentum, single_pix
     """float32 running statistics are updated by the block's normalize launch
     (UPDATE_RUNNING), to the bit what nn.BatchNorm's update with PyTorch ops
     (fastgan.functional.update_running_stats) gives from the same batch statistics,
-    over three steps (momentum None: the cumulative average, num_batches_tracked
-    counted). 13 channels: ATen's vectorized and scalar loops both take part. (The
+    over three steps (momentum None: the cumulative average), and num_batches_tracked
+    counted once a step (by the launch, or on the host for momentum None). 13 channels: ATen's vectorized and scalar loops both take part. (The
     float64 comparison of the statistics is test_block_matches_float64_reference's.)
     single_pixel: a transposed conv of a 1 x 1 input (a DCGAN generator's first
     block), whose conv runs as a GEMM and whose normalize launch computes the batch
@@ -205,6 +205,10 @@ def test_running_statistics_updated_by_the_normalize_launch(momentum, single_pix
             (normalize,) = [launch for launch in launches if launch.name == "_bn_normalize_kernel"]
             assert normalize.kwargs.get("UPDATE_RUNNING") is True
             assert normalize.kwargs["STATS"] == ("own" if single_pixel else "batch")
+            # The launch counts the batch, except with momentum None: the host counts
+            # first there, since the factor reads the count.
+            assert normalize.kwargs.get("COUNT_BATCH", False) is (momentum is not None)
+            assert (normalize.args[10] is norm.num_batches_tracked) is (momentum is not None)
             # Where each mode reads or writes the batch statistics (the kernel's docstring).
             batch_mean, batch_var = normalize.args[8:10] if single_pixel else normalize.args[5:7]
             assert batch_mean.shape == (13,) and batch_mean.data_ptr() != norm.running_mean.data_ptr()

@@ -158,8 +158,8 @@ class _BatchNormActMixin(_ActMixin):
         return (*self._counted_step(), counter)
 
     def _counted_step(self):
-        """_step's result once the batch is counted (fastgan.nn.sequential counts the
-        batches of a chain's blocks together, then asks each block for this)."""
+        """_step's result once the batch is counted (or once its counting is left to
+        the normalize launch: _step_for_launch)."""
         buffers, training, momentum = self._buffers, self.training, self.momentum
         running_mean, running_var = buffers.get("running_mean"), buffers.get("running_var")
         factor = 0.0 if momentum is None else momentum
