@@ -23,14 +23,19 @@ import fastgan  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+# The default draws the same examples on every run (seeded from each test): a pass is
+# reproducible and CI cannot fail on a draw nobody has run. New draws come from
+# HYPOTHESIS_PROFILE=thorough (300 fresh examples a test); run it after changing a
+# kernel or a tolerance (a float16 case it would have found failed one CI run).
 settings.register_profile(
     "default",
     max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
+    derandomize=True,
 )
-settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300)
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300, derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
