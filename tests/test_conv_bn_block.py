@@ -205,8 +205,9 @@ def test_running_statistics_updated_by_the_normalize_launch(momentum, single_pix
     (UPDATE_RUNNING), to the bit what nn.BatchNorm's update with PyTorch ops
     (fastgan.functional.update_running_stats) gives from the same batch statistics,
     over three steps (momentum None: the cumulative average), and num_batches_tracked
-    counted once a step (by the launch, or on the host for momentum None). 13 channels: ATen's vectorized and scalar loops both take part. (The
-    float64 comparison of the statistics is test_block_matches_float64_reference's.)
+    counted once a step (by the launch, or on the host for momentum None). 13
+    channels: ATen's vectorized and scalar loops both take part. (The float64
+    comparison of the statistics is test_block_matches_float64_reference's.)
     single_pixel: a transposed conv of a 1 x 1 input (a DCGAN generator's first
     block), whose conv runs as a GEMM and whose normalize launch computes the batch
     statistics itself (STATS 'own') before updating."""
