@@ -38,14 +38,22 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor, magnitude: torch.Tensor | None
 def assert_close(out, ref, dtype, what, factor=1.0, magnitude=None):
     """rel_err(out, ref) <= the TOLERANCE of dtype (times factor). Values below dtype's
     smallest normal number hold no relative precision (sigmoid(-100) is 4e-44, a
-    float32 denormal; PyTorch's CPU sigmoid(-90.7) gives 0 for the 4.2e-40 it is): an
-    error of at most that size always passes (the denominator never drops below
-    tiny / tolerance)."""
+    float32 denormal; PyTorch's CPU sigmoid(-90.7) gives 0 for the 4.2e-40 it is): they
+    are compared as 0 (flushed, as fast GPU math does), and the denominator never drops
+    below that number."""
     tol = TOLERANCE[dtype] * factor
-    floor = torch.full((), torch.finfo(dtype).tiny / tol, dtype=torch.float64)
+    tiny = torch.finfo(dtype).tiny
+    floor = torch.full((), tiny, dtype=torch.float64)
     magnitude = floor if magnitude is None else torch.maximum(magnitude.detach().double().norm().cpu(), floor)
-    err = rel_err(out, ref, magnitude)
+    err = rel_err(_flushed(out, tiny), _flushed(ref, tiny), magnitude)
     assert err <= tol, f"{what}: relative error {err:.3g} > {tol:.3g}"
+
+
+def _flushed(t: torch.Tensor, tiny: float) -> torch.Tensor:
+    """t in float64 on the CPU with its values below `tiny` in magnitude set to 0 (NaN
+    and inf kept)."""
+    t = t.detach().to(torch.float64).cpu()
+    return torch.where(t.abs() < tiny, torch.zeros((), dtype=torch.float64), t)
 
 
 def derivative_bound(act: str, alpha, gain) -> float:
