@@ -863,7 +863,7 @@ def _update_meta(running):
     if running is None:
         return None
     meta = _plans.meta
-    return meta(running[0]), meta(running[1]), meta(running[4]) if len(running) > 4 else None
+    return meta(running[0]), meta(running[1]), meta(_counter(running, None))
 
 
 def _check_running(op, x, stats_dtype, running) -> None:

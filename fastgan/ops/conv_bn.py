@@ -246,11 +246,11 @@ def _in_kernel_update(running, stats_dtype, count):
     (_update_on_host does it)."""
     if running is None:
         return None
-    mean, var, momentum = running[:3]
+    mean, var, momentum, counter = running
     if (mean is None or var is None or count <= 1 or mean.dtype != torch.float32 or var.dtype != torch.float32
             or stats_dtype != torch.float32):
         return None
-    return mean, var, momentum, count / (count - 1), running[3] if len(running) > 3 else None
+    return mean, var, momentum, count / (count - 1), counter
 
 
 def _update_on_host(running, mean, var, xc):
@@ -259,18 +259,18 @@ def _update_on_host(running, mean, var, xc):
     if running is not None:
         from ..functional import update_running_stats
 
-        if len(running) > 3 and running[3] is not None:
+        if running[3] is not None:
             running[3].add_(1)
         update_running_stats(running[0], running[1], mean, var, running[2], xc.numel() // xc.shape[1])
 
 
 def conv_batch_norm_act(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, running=None):
     """y of the block, carrying the BlockLink its consumer may use when a backward
-    will run. running = (running_mean, running_var, momentum[, num_batches_tracked]):
-    the forward also updates them as nn.BatchNorm does (None, or None statistics: no
-    update), and counts the batch in num_batches_tracked when given (nn.BatchNorm
-    counts before its forward; only momentum=None reads the count, so its callers count
-    on the host themselves and pass None)."""
+    will run. running = (running_mean, running_var, momentum, num_batches_tracked or
+    None): the forward also updates them as nn.BatchNorm does (None, or None
+    statistics: no update), and counts the batch in num_batches_tracked when given
+    (nn.BatchNorm counts before its forward; only momentum=None reads the count, so
+    its callers count on the host themselves and pass None)."""
     track = torch.is_grad_enabled()
     link = BlockLink() if track else None
     y = _apply(x, weight, bias, bn_weight, bn_bias, geometry, eps, act, alpha, link,
